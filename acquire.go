@@ -1,0 +1,300 @@
+package advisorylock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// SQLSTATEs the lock path tells apart.
+const (
+	sqlstateLockNotAvailable = "55P03" // lock_timeout fired
+	sqlstateQueryCanceled    = "57014" // a cancel request or statement_timeout
+)
+
+// racedGrants counts session-level locks found held, and released, after an
+// acquisition that reported failure: grants that raced a timeout or cancel.
+var racedGrants atomic.Int64
+
+// lock is Lock and TryLock: validation, hooks, then acquire.
+func (m *Mutex) lock(ctx context.Context, try bool) (*Lock, error) {
+	if m == nil {
+		return nil, ErrNilMutex
+	}
+	if m.err != nil {
+		return nil, m.err
+	}
+	if m.hooks == nil {
+		l, err := m.acquire(ctx, try)
+		if err == nil {
+			l.hctx = ctx
+		}
+		return l, err
+	}
+	return m.lockHooked(ctx, try)
+}
+
+// lockHooked is lock with hooks. A hook that panics while a lock is held
+// releases it (by closing its connection) before the panic goes on.
+func (m *Mutex) lockHooked(ctx context.Context, try bool) (*Lock, error) {
+	start := time.Now()
+	actx := m.hooks.AcquireStart(ctx, m, AcquireStartData{Try: try, Timeout: m.bound(ctx, start)})
+	l, err := m.acquireReported(actx, start, try)
+	if err != nil {
+		return nil, err
+	}
+	started := false
+	defer func() {
+		if !started {
+			l.abandon()
+		}
+	}()
+	l.acquired = time.Now()
+	l.hctx = m.hooks.HoldStart(ctx, l, HoldStartData{Wait: l.acquired.Sub(start)})
+	started = true
+	return l, nil
+}
+
+// acquireReported is acquire followed, on every exit path, by AcquireEnd.
+func (m *Mutex) acquireReported(actx context.Context, start time.Time, try bool) (l *Lock, err error) {
+	err = errPanicked // what AcquireEnd reports if acquire panics
+	defer func() {
+		reported := false
+		defer func() {
+			if !reported && l != nil {
+				l.abandon()
+			}
+		}()
+		m.hooks.AcquireEnd(actx, m, AcquireEndData{Outcome: outcomeOf(err), Wait: time.Since(start), Lock: l, Err: err})
+		reported = true
+	}()
+	return m.acquire(actx, try)
+}
+
+var errPanicked = errors.New("advisorylock: panic during acquisition")
+
+// outcomeOf classifies an acquisition error for hooks.
+func outcomeOf(err error) Outcome {
+	switch {
+	case err == nil:
+		return OutcomeAcquired
+	case errors.Is(err, ErrLocked):
+		return OutcomeBusy
+	case errors.Is(err, context.DeadlineExceeded):
+		return OutcomeTimeout
+	case errors.Is(err, context.Canceled):
+		return OutcomeCanceled
+	default:
+		return OutcomeError
+	}
+}
+
+// bound returns the effective bound on a wait starting at now: the earlier of
+// WithTimeout and ctx's deadline; 0 for none, negative when already passed.
+func (m *Mutex) bound(ctx context.Context, now time.Time) time.Duration {
+	bound := m.cfg.timeout
+	if dl, ok := ctx.Deadline(); ok {
+		if rest := dl.Sub(now); bound == 0 || rest < bound {
+			bound = rest
+			if bound == 0 {
+				bound = -1
+			}
+		}
+	}
+	return bound
+}
+
+// acquire takes the lock on a connection of its own.
+func (m *Mutex) acquire(ctx context.Context, try bool) (*Lock, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, m.errorf("lock", err)
+	}
+	var bound time.Duration
+	if !try {
+		if bound = m.bound(ctx, time.Now()); bound < 0 {
+			return nil, m.errorf("lock", context.DeadlineExceeded)
+		}
+	}
+	conn, err := m.pool.Acquire(ctx)
+	if err != nil {
+		return nil, m.errorf("lock: acquiring a connection", err)
+	}
+	pg := conn.Conn().PgConn()
+	// PostgreSQL 14 and later report in_hot_standby at connection start and on
+	// promotion: the check costs no round trip.
+	if pg.ParameterStatus("in_hot_standby") == "on" {
+		conn.Release()
+		return nil, m.errorf("lock", ErrStandby)
+	}
+	l := &Lock{m: m, conn: conn, done: make(chan struct{})}
+	var ok bool
+	if m.cfg.scope == ScopeTransaction {
+		ok, err = m.acquireTx(ctx, l, bound, try)
+	} else {
+		ok, err = m.acquireSession(ctx, conn, bound, try)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, m.errorf("trylock", ErrLocked)
+	}
+	if m.cfg.scope == ScopeSession {
+		l.startWatch()
+	}
+	return l, nil
+}
+
+// acquireSession runs the session-level lock call. On failure it leaves conn
+// released or destroyed, never held.
+func (m *Mutex) acquireSession(ctx context.Context, conn *pgxpool.Conn, bound time.Duration, try bool) (ok bool, err error) {
+	c := conn.Conn()
+	err, interrupted := runInterruptible(ctx, c.PgConn(), bound, func(qctx context.Context) error {
+		switch {
+		case try:
+			return c.QueryRow(qctx, m.sql.try, m.sql.args...).Scan(&ok)
+		case bound > 0 && bound <= maxLockTimeout:
+			args := append(append(make([]any, 0, 3), m.sql.args...), timeoutMillis(bound))
+			ok = true
+			_, err := c.Exec(qctx, m.sql.lockTimeout, args...)
+			return err
+		default:
+			ok = true
+			_, err := c.Exec(qctx, m.sql.lock, m.sql.args...)
+			return err
+		}
+	})
+	if err != nil {
+		releaseAfterFailure(conn)
+		return false, m.waitError(err, interrupted)
+	}
+	if !ok {
+		// pg_try_advisory_lock said no: nothing is held.
+		conn.Release()
+	}
+	return ok, nil
+}
+
+// acquireTx begins the lock's transaction and takes the transaction-level
+// lock, in one round trip (BEGIN and the lock call in one batch). On failure it
+// leaves l.conn released or destroyed.
+func (m *Mutex) acquireTx(ctx context.Context, l *Lock, bound time.Duration, try bool) (ok bool, err error) {
+	c := l.conn.Conn()
+	err, interrupted := runInterruptible(ctx, c.PgConn(), bound, func(qctx context.Context) error {
+		b := &pgx.Batch{}
+		b.BeginTx(pgx.TxOptions{})
+		switch {
+		case try:
+			b.Queue(m.sql.xactTry, m.sql.args...).QueryRow(func(row pgx.Row) error { return row.Scan(&ok) })
+		case bound > 0 && bound <= maxLockTimeout:
+			b.Queue(m.sql.xactLockTimeout, append(append(make([]any, 0, 3), m.sql.args...), timeoutMillis(bound))...)
+			ok = true
+		default:
+			b.Queue(m.sql.xactLock, m.sql.args...)
+			ok = true
+		}
+		br := c.SendBatch(qctx, b)
+		err := br.Close()
+		l.tx = br.Tx()
+		return err
+	})
+	if err != nil || !ok {
+		rollbackAfterFailure(l.conn)
+		l.tx = nil
+	}
+	if err != nil {
+		return false, m.waitError(err, interrupted)
+	}
+	return ok, nil
+}
+
+// maxLockTimeout is the largest lock_timeout (an int4 of milliseconds). Longer
+// bounds are enforced by the client alone.
+const maxLockTimeout = (1<<31 - 1) * time.Millisecond
+
+// waitError turns a failed lock call into the error Lock returns: a bound that
+// ran out matches context.DeadlineExceeded, a cancellation context.Canceled;
+// the driver's error stays reachable with errors.As.
+func (m *Mutex) waitError(err, interrupted error) error {
+	var pgErr *pgconn.PgError
+	switch {
+	case interrupted != nil:
+		return m.errorf("lock", interrupted, err)
+	case errors.As(err, &pgErr) && pgErr.Code == sqlstateLockNotAvailable:
+		return m.errorf("lock", context.DeadlineExceeded, err)
+	default:
+		return m.errorf("lock", err)
+	}
+}
+
+// errorf formats an error of op on m, wrapping errs.
+func (m *Mutex) errorf(op string, errs ...error) error {
+	switch len(errs) {
+	case 1:
+		return fmt.Errorf("advisorylock: %s %s: %w", op, m, errs[0])
+	default:
+		return fmt.Errorf("advisorylock: %s %s: %w: %w", op, m, errs[0], errs[1])
+	}
+}
+
+// cleanupTimeout bounds the statement that proves a connection clean, and
+// closeTimeout the goodbye to a connection being destroyed.
+const (
+	cleanupTimeout = 5 * time.Second
+	closeTimeout   = time.Second
+)
+
+// releaseAfterFailure returns the connection of a failed session-level
+// acquisition to the pool once it is proven to hold no advisory lock, and
+// destroys it otherwise.
+func releaseAfterFailure(conn *pgxpool.Conn) {
+	c := conn.Conn()
+	if c.IsClosed() {
+		conn.Release() // the pool destroys it
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	var held int
+	if err := c.QueryRow(ctx, cleanupSQL).Scan(&held, nil); err != nil {
+		destroy(conn)
+		return
+	}
+	if held > 0 {
+		racedGrants.Add(int64(held))
+	}
+	conn.Release()
+}
+
+// rollbackAfterFailure ends the transaction of a failed transaction-scoped
+// acquisition, which releases whatever it was granted, and returns the
+// connection to the pool; when that fails, it destroys the connection.
+func rollbackAfterFailure(conn *pgxpool.Conn) {
+	c := conn.Conn()
+	if c.IsClosed() {
+		conn.Release()
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	if _, err := c.Exec(ctx, "rollback"); err != nil {
+		destroy(conn)
+		return
+	}
+	conn.Release()
+}
+
+// destroy closes a pooled connection and removes it from the pool, ending
+// its session: the server releases every lock it held.
+func destroy(conn *pgxpool.Conn) {
+	c := conn.Hijack()
+	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	defer cancel()
+	_ = c.Close(ctx)
+}

@@ -1,0 +1,175 @@
+package advisorylock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// releaseTimeout bounds a release that WithLock runs on its own context.
+const releaseTimeout = 10 * time.Second
+
+// errUnlockFalse is the cause when pg_advisory_unlock answers false for a lock
+// this package believed held.
+var errUnlockFalse = errors.New("the server reported the lock was not held")
+
+// begin moves a held lock to releasing, or says why it cannot.
+func (l *Lock) begin() error {
+	if l == nil {
+		return ErrNotHeld
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch l.state {
+	case stateHeld:
+		l.state = stateReleasing
+		return nil
+	case stateLost:
+		return l.err
+	default:
+		return l.m.errorf("unlock", ErrNotHeld)
+	}
+}
+
+// release is Unlock (commit) and Rollback (!commit).
+func (l *Lock) release(ctx context.Context, commit bool) error {
+	if err := l.begin(); err != nil {
+		return err
+	}
+	l.stopWatch()
+	var err error
+	if l.tx != nil {
+		err = l.endTx(ctx, commit)
+	} else {
+		err = l.unlockSession(ctx)
+	}
+	l.finish(err)
+	return err
+}
+
+// unlockSession runs pg_advisory_unlock and returns the connection to the
+// pool, or destroys it when the unlock cannot be confirmed.
+func (l *Lock) unlockSession(ctx context.Context) error {
+	var ok bool
+	err := l.conn.Conn().QueryRow(ctx, l.m.sql.unlock, l.m.sql.args...).Scan(&ok)
+	switch {
+	case err != nil && l.conn.Conn().IsClosed() && ctx.Err() == nil:
+		// The session is gone, and the lock with it, perhaps for a while.
+		destroy(l.conn)
+		return l.m.errorf("unlock", ErrLockLost, err)
+	case err != nil:
+		destroy(l.conn)
+		return l.m.errorf("unlock", err)
+	case !ok:
+		destroy(l.conn)
+		return l.m.errorf("unlock", ErrLockLost, errUnlockFalse)
+	}
+	l.conn.Release()
+	return nil
+}
+
+// endTx commits or rolls back the lock's transaction. pgx closes the
+// connection when the transaction cannot be ended cleanly; the pool then
+// destroys it.
+func (l *Lock) endTx(ctx context.Context, commit bool) error {
+	var err error
+	if commit {
+		err = l.tx.Commit(ctx)
+	} else {
+		err = l.tx.Rollback(ctx)
+	}
+	c := l.conn.Conn()
+	if err != nil && c.IsClosed() {
+		l.conn.Release()
+		return l.m.errorf("unlock", ErrLockLost, err)
+	}
+	if err != nil && c.PgConn().TxStatus() != 'I' {
+		destroy(l.conn)
+		return l.m.errorf("unlock", err)
+	}
+	l.conn.Release()
+	if err != nil {
+		// pgx.ErrTxCommitRollback: the transaction had failed; the lock is
+		// released all the same.
+		return l.m.errorf("unlock", err)
+	}
+	return nil
+}
+
+// finish marks a released lock, closes Done and reports HoldEnd.
+func (l *Lock) finish(err error) {
+	l.mu.Lock()
+	l.state = stateReleased
+	l.err = l.m.errorf("unlock", ErrNotHeld)
+	l.mu.Unlock()
+	close(l.done)
+	if l.m.hooks != nil && !l.acquired.IsZero() {
+		l.m.hooks.HoldEnd(l.hctx, l, HoldEndData{Held: time.Since(l.acquired), Lost: errors.Is(err, ErrLockLost), Err: err})
+	}
+}
+
+// abandon releases a lock by closing its connection, without hooks: for
+// panics in hooks between acquisition and the caller receiving the lock.
+func (l *Lock) abandon() {
+	l.mu.Lock()
+	if l.state != stateHeld {
+		l.mu.Unlock()
+		return
+	}
+	l.state = stateReleased
+	l.err = l.m.errorf("unlock", ErrNotHeld)
+	l.mu.Unlock()
+	l.stopWatch()
+	destroy(l.conn)
+	close(l.done)
+}
+
+// lose marks a held lock lost because of cause: the connection is destroyed,
+// Done closed, WithLock's context cancelled, and hooks told. It does nothing
+// when the lock is no longer held (a release is under way and reports the
+// loss itself).
+func (l *Lock) lose(cause error) {
+	l.mu.Lock()
+	if l.state != stateHeld {
+		l.mu.Unlock()
+		return
+	}
+	l.state = stateLost
+	l.err = l.m.errorf("lock", ErrLockLost, cause)
+	err, cancel := l.err, l.onLost
+	l.mu.Unlock()
+
+	destroy(l.conn)
+	close(l.done)
+	if cancel != nil {
+		cancel(err)
+	}
+	if l.m.hooks != nil && !l.acquired.IsZero() {
+		held := time.Since(l.acquired)
+		l.m.hooks.LockLost(l.hctx, l, LostData{Held: held, Err: err})
+		l.m.hooks.HoldEnd(l.hctx, l, HoldEndData{Held: held, Lost: true, Err: err})
+	}
+}
+
+// bind arranges for cancel to be called with the loss when the lock is lost,
+// at once if it already was.
+func (l *Lock) bind(cancel context.CancelCauseFunc) {
+	l.mu.Lock()
+	if l.state == stateLost {
+		err := l.err
+		l.mu.Unlock()
+		cancel(err)
+		return
+	}
+	l.onLost = cancel
+	l.mu.Unlock()
+}
+
+// String describes the lock for logs: the Mutex and its state.
+func (l *Lock) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	state := [...]string{"held", "releasing", "released", "lost"}[l.state]
+	return fmt.Sprintf("%s (%s, %s scope, %s)", l.m, l.m.cfg.mode, l.m.cfg.scope, state)
+}
