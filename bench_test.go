@@ -1,0 +1,105 @@
+package advisorylock_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/advisorylock/advisorylock"
+	"github.com/advisorylock/advisorylock/internal/pgtest"
+)
+
+// benchPool returns a pool on a database of the benchmark's own, shared by
+// all sub-benchmarks so that their figures compare.
+func benchPool(b *testing.B) *pgxpool.Pool {
+	b.Helper()
+	dsn := pgtest.Require(b).CreateDatabase(b)
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg.MaxConns = 2
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pool.Close)
+	return pool
+}
+
+var benchKey = advisorylock.KeyFromName("bench")
+
+// BenchmarkFloor is raw pgx doing the same work on one pinned connection: the
+// physical floor each BenchmarkWithLock figure is a ratio to.
+func BenchmarkFloor(b *testing.B) {
+	pool := benchPool(b)
+	k1, k2, _ := benchKey.Pair()
+	b.Run("session", func(b *testing.B) {
+		conn, err := pool.Acquire(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer conn.Release()
+		ctx := context.Background()
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := conn.Exec(ctx, "select pg_advisory_lock($1,$2)", k1, k2); err != nil {
+				b.Fatal(err)
+			}
+			var ok bool
+			if err := conn.QueryRow(ctx, "select pg_advisory_unlock($1,$2)", k1, k2).Scan(&ok); err != nil || !ok {
+				b.Fatal(ok, err)
+			}
+		}
+	})
+	b.Run("transaction", func(b *testing.B) {
+		conn, err := pool.Acquire(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer conn.Release()
+		ctx := context.Background()
+		b.ReportAllocs()
+		for b.Loop() {
+			batch := &pgx.Batch{}
+			batch.BeginTx(pgx.TxOptions{})
+			batch.Queue("select pg_advisory_xact_lock($1,$2)", k1, k2)
+			br := conn.SendBatch(ctx, batch)
+			if err := br.Close(); err != nil {
+				b.Fatal(err)
+			}
+			if err := br.Tx().Commit(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkWithLock is an uncontended locked section through the library.
+func BenchmarkWithLock(b *testing.B) {
+	pool := benchPool(b)
+	fn := func(context.Context) (int, error) { return 1, nil }
+	cases := []struct {
+		name string
+		opts []advisorylock.Option
+	}{
+		{"session", nil},
+		{"transaction", []advisorylock.Option{advisorylock.TransactionScope()}},
+		{"session-timeout", []advisorylock.Option{advisorylock.WithTimeout(5 * time.Second)}},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			m := advisorylock.NewWithKey(pool, benchKey, c.opts...)
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := advisorylock.WithLock(ctx, m, fn); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
