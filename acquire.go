@@ -33,7 +33,7 @@ func (m *Mutex) lock(ctx context.Context, try bool) (*Lock, error) {
 	if m.hooks == nil {
 		l, err := m.acquire(ctx, try)
 		if err == nil {
-			l.hctx = ctx
+			l.hold(ctx)
 		}
 		return l, err
 	}
@@ -56,9 +56,20 @@ func (m *Mutex) lockHooked(ctx context.Context, try bool) (*Lock, error) {
 		}
 	}()
 	l.acquired = time.Now()
-	l.hctx = m.hooks.HoldStart(ctx, l, HoldStartData{Wait: l.acquired.Sub(start)})
+	l.hold(m.hooks.HoldStart(ctx, l, HoldStartData{Wait: l.acquired.Sub(start), AcquireContext: actx}))
 	started = true
 	return l, nil
+}
+
+// hold sets the lock's hold context and, for a session lock, starts watching
+// its connection. It runs once the hooks have seen the lock, so that a loss is
+// never reported (LockLost, HoldEnd) before HoldStart has returned, nor with a
+// hold context not yet set.
+func (l *Lock) hold(hctx context.Context) {
+	l.hctx = hctx
+	if l.m.cfg.scope == ScopeSession {
+		l.startWatch()
+	}
 }
 
 // acquireReported is acquire followed, on every exit path, by AcquireEnd.
@@ -110,20 +121,57 @@ func (m *Mutex) bound(ctx context.Context, now time.Time) time.Duration {
 	return bound
 }
 
-// acquire takes the lock on a connection of its own.
+// acquire takes the lock on a connection of its own, after queueing in this
+// process behind other goroutines that want the same lock (see gate).
 func (m *Mutex) acquire(ctx context.Context, try bool) (*Lock, error) {
+	op := "lock"
+	if try {
+		op = "trylock"
+	}
 	if err := ctx.Err(); err != nil {
-		return nil, m.errorf("lock", err)
+		return nil, m.errorf(op, err)
 	}
 	var bound time.Duration
 	if !try {
 		if bound = m.bound(ctx, time.Now()); bound < 0 {
-			return nil, m.errorf("lock", context.DeadlineExceeded)
+			return nil, m.errorf(op, context.DeadlineExceeded)
 		}
 	}
+	if (try && m.cfg.mode == ModeShared) || len(m.keys) > 1 {
+		// A shared TryLock never waits, so it has no wait to coalesce. Sets
+		// overlap other sets and single keys in ways a per-key queue cannot
+		// follow: they wait in the server.
+		return m.acquireConn(ctx, bound, try)
+	}
+	var deadline time.Time
+	if bound > 0 {
+		deadline = time.Now().Add(bound)
+	}
+	g, err := m.enter(ctx, deadline, try)
+	if err != nil {
+		return nil, m.errorf(op, err)
+	}
+	if bound > 0 {
+		if bound = time.Until(deadline); bound <= 0 {
+			m.leave(g)
+			return nil, m.errorf(op, context.DeadlineExceeded)
+		}
+	}
+	l, err := m.acquireConn(ctx, bound, try)
+	if err != nil || m.cfg.mode == ModeShared {
+		m.leave(g)
+	} else {
+		l.gate = g
+	}
+	return l, err
+}
+
+// acquireConn takes the lock on a pooled connection, which stays pinned to the
+// returned Lock.
+func (m *Mutex) acquireConn(ctx context.Context, bound time.Duration, try bool) (*Lock, error) {
 	conn, err := m.pool.Acquire(ctx)
 	if err != nil {
-		return nil, m.errorf("lock: acquiring a connection", err)
+		return nil, m.errorf("lock", fmt.Errorf("acquiring a connection: %w", err))
 	}
 	pg := conn.Conn().PgConn()
 	// PostgreSQL 14 and later report in_hot_standby at connection start and on
@@ -145,9 +193,6 @@ func (m *Mutex) acquire(ctx context.Context, try bool) (*Lock, error) {
 	if !ok {
 		return nil, m.errorf("trylock", ErrLocked)
 	}
-	if m.cfg.scope == ScopeSession {
-		l.startWatch()
-	}
 	return l, nil
 }
 
@@ -155,26 +200,36 @@ func (m *Mutex) acquire(ctx context.Context, try bool) (*Lock, error) {
 // released or destroyed, never held.
 func (m *Mutex) acquireSession(ctx context.Context, conn *pgxpool.Conn, bound time.Duration, try bool) (ok bool, err error) {
 	c := conn.Conn()
-	err, interrupted := runInterruptible(ctx, c.PgConn(), bound, func(qctx context.Context) error {
+	args := m.sql.args
+	if !m.cfg.allowPooler {
+		args = append(append(make([]any, 0, 4), args...), int64(c.PgConn().PID()))
+	}
+	err, interrupted := runInterruptible(ctx, c.PgConn(), bound, m.grace(), func(qctx context.Context) error {
 		switch {
 		case try:
-			return c.QueryRow(qctx, m.sql.try, m.sql.args...).Scan(&ok)
+			return scanBools(c.QueryRow(qctx, m.sql.try, args...), m.sql.n, &ok)
 		case bound > 0 && bound <= maxLockTimeout:
-			args := append(append(make([]any, 0, 3), m.sql.args...), timeoutMillis(bound))
 			ok = true
-			_, err := c.Exec(qctx, m.sql.lockTimeout, args...)
-			return err
+			return c.QueryRow(qctx, m.sql.lockTimeout, append(args, timeoutMillis(bound))...).Scan(m.sql.voidsTimeout...)
 		default:
 			ok = true
-			_, err := c.Exec(qctx, m.sql.lock, m.sql.args...)
-			return err
+			return c.QueryRow(qctx, m.sql.lock, args...).Scan(m.sql.voids...)
 		}
 	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		// The backend is not the connection's own: nothing was locked.
+		conn.Release()
+		return false, m.errorf("lock", ErrPooler)
+	}
 	if err != nil {
 		releaseAfterFailure(conn)
 		return false, m.waitError(err, interrupted)
 	}
-	if !ok {
+	switch {
+	case !ok && m.sql.n > 1:
+		// Some of the set's keys may have been taken.
+		releaseAfterFailure(conn)
+	case !ok:
 		// pg_try_advisory_lock said no: nothing is held.
 		conn.Release()
 	}
@@ -186,12 +241,12 @@ func (m *Mutex) acquireSession(ctx context.Context, conn *pgxpool.Conn, bound ti
 // leaves l.conn released or destroyed.
 func (m *Mutex) acquireTx(ctx context.Context, l *Lock, bound time.Duration, try bool) (ok bool, err error) {
 	c := l.conn.Conn()
-	err, interrupted := runInterruptible(ctx, c.PgConn(), bound, func(qctx context.Context) error {
+	err, interrupted := runInterruptible(ctx, c.PgConn(), bound, m.grace(), func(qctx context.Context) error {
 		b := &pgx.Batch{}
 		b.BeginTx(pgx.TxOptions{})
 		switch {
 		case try:
-			b.Queue(m.sql.xactTry, m.sql.args...).QueryRow(func(row pgx.Row) error { return row.Scan(&ok) })
+			b.Queue(m.sql.xactTry, m.sql.args...).QueryRow(func(row pgx.Row) error { return scanBools(row, m.sql.n, &ok) })
 		case bound > 0 && bound <= maxLockTimeout:
 			b.Queue(m.sql.xactLockTimeout, append(append(make([]any, 0, 3), m.sql.args...), timeoutMillis(bound))...)
 			ok = true
@@ -297,4 +352,27 @@ func destroy(conn *pgxpool.Conn) {
 	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 	defer cancel()
 	_ = c.Close(ctx)
+}
+
+// scanBools scans the answer of a try or unlock call: one bool, or for a set
+// an array of them, all of which must be true.
+func scanBools(row pgx.Row, n int, ok *bool) error {
+	if n == 1 {
+		return row.Scan(ok)
+	}
+	var bs []bool
+	err := row.Scan(&bs)
+	*ok = err == nil && len(bs) == n && allTrue(bs)
+	return err
+}
+
+// grace is how long past its bound the client lets a wait run before it
+// cancels it. One key's wait is bounded by the server's lock_timeout; a set's
+// lock_timeout bounds each key's wait, not the set's, so the client enforces
+// the bound on the whole set itself.
+func (m *Mutex) grace() time.Duration {
+	if m.sql.n > 1 {
+		return 0
+	}
+	return deadlineGrace
 }

@@ -26,6 +26,12 @@ var (
 	// the package refuses to take them.
 	ErrStandby = errors.New("advisorylock: server is a hot standby; advisory locks there exclude nobody on the primary")
 
+	// ErrPooler reports a session-scoped lock refused because the connection
+	// goes through a connection pooler (the backend running the statement is
+	// not the process the connection announced): in transaction pooling mode
+	// the lock would be stranded on a backend that other clients get next.
+	ErrPooler = errors.New("advisorylock: session-scoped lock through a connection pooler (e.g. PgBouncer in transaction mode) is unsafe; use TransactionScope(), connect to PostgreSQL directly, or AllowPooler() if the pooler runs in session mode")
+
 	// ErrTxManaged reports an attempt to commit or roll back, through the
 	// transaction handed out by a transaction-scoped lock, the transaction
 	// the lock lives in. Release the lock instead.

@@ -13,7 +13,9 @@ import (
 	"github.com/advisorylock/advisorylock/internal/pgtest"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+// TestMain provisions the test server; the runnable examples find it in
+// DATABASE_URL.
+func TestMain(m *testing.M) { pgtest.MainWithEnv(m, "DATABASE_URL") }
 
 // testDB creates a database of the test's own (advisory locks are per
 // database, so tests cannot see each other's locks) and checks, when the test

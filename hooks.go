@@ -12,15 +12,23 @@ import (
 // Hooks are called synchronously on the lock path and must be safe for
 // concurrent use. They observe; they never change a lock's outcome. A hook
 // that panics does not leave a lock held: the lock is released (its
-// connection closed) and the panic continues.
+// connection closed) and the panic continues to the caller of Lock, TryLock,
+// WithLock, Unlock or Rollback. When a Start method panics, no End method is
+// called for that operation, on that hook or on any other. A panic in
+// LostHook.LockLost or HoldHook.HoldEnd called from the goroutine that watches
+// a held lock (see LostHook) has no caller to go to and ends the program, as
+// any panic in a goroutine does; the lock is released by then.
+//
+// With no hooks set, the lock path calls none and pays nothing for them.
 type Hook any
 
 // AcquireHook observes the acquisition of a lock: the wait.
 //
 // AcquireStart is called before the first round trip, with the caller's
 // context; the context it returns is used for the acquisition and passed to
-// AcquireEnd. AcquireEnd is called exactly once per AcquireStart, on every
-// exit path.
+// AcquireEnd. AcquireEnd is called exactly once per AcquireStart that
+// returned, on every exit path, before Lock or TryLock returns. A Mutex whose
+// input is bad (ErrInvalidArgument) fails before AcquireStart.
 type AcquireHook interface {
 	AcquireStart(ctx context.Context, m *Mutex, data AcquireStartData) context.Context
 	AcquireEnd(ctx context.Context, m *Mutex, data AcquireEndData)
@@ -31,7 +39,8 @@ type AcquireStartData struct {
 	// Try is true for TryLock, which never waits.
 	Try bool
 	// Timeout is the bound on the wait: the earlier of WithTimeout and the
-	// context's deadline. Zero means none.
+	// context's deadline. Zero means none; negative, a deadline already
+	// passed.
 	Timeout time.Duration
 }
 
@@ -49,11 +58,15 @@ type AcquireEndData struct {
 
 // HoldHook observes the time a lock is held.
 //
-// HoldStart is called once the lock is acquired, with the caller's context
-// (not the one AcquireStart returned); the context it returns is the lock's
-// hold context: WithLock derives the context it hands its function from it,
-// and it is passed to HoldEnd and LostHook.LockLost. HoldEnd is called exactly
-// once per HoldStart, when the lock is released or lost.
+// HoldStart is called once the lock is acquired, after AcquireEnd and before
+// Lock returns, with the caller's context (not the one AcquireStart
+// returned); the context it returns is the lock's hold context: WithLock
+// derives the context it hands its function from it, so a span started there
+// is the parent of the function's work, and it is passed to HoldEnd and
+// LostHook.LockLost. HoldEnd is called exactly once per HoldStart that
+// returned, when the lock is released (from Unlock or Rollback) or lost (see
+// LostHook). A session lock is watched only once HoldStart has returned, so a
+// loss is never reported before it.
 type HoldHook interface {
 	HoldStart(ctx context.Context, l *Lock, data HoldStartData) context.Context
 	HoldEnd(ctx context.Context, l *Lock, data HoldEndData)
@@ -63,6 +76,11 @@ type HoldHook interface {
 type HoldStartData struct {
 	// Wait is the time the acquisition took.
 	Wait time.Duration
+	// AcquireContext is the context AcquireStart returned for this
+	// acquisition (the caller's context when no hook implements
+	// AcquireHook), for relating the hold to its acquisition: a tracing hook
+	// links the two spans through it. It must not be used to run work.
+	AcquireContext context.Context
 }
 
 // HoldEndData describes the end of a hold.
@@ -75,8 +93,11 @@ type HoldEndData struct {
 	Err error
 }
 
-// LostHook is told when a held lock is lost. LockLost is called from the
-// goroutine that noticed the loss, after Done is closed and before HoldEnd.
+// LostHook is told when a held lock is lost. LockLost is called at most once
+// per lock, by whichever notices the loss first: the goroutine that watches a
+// held session lock, a statement run in a transaction-scoped lock's
+// transaction, or Unlock or Rollback. It is called after Done is closed and
+// before HoldEnd (whose data then has Lost set), with the hold context.
 type LostHook interface {
 	LockLost(ctx context.Context, l *Lock, data LostData)
 }
@@ -122,8 +143,12 @@ func (o Outcome) String() string {
 }
 
 // MultiHook returns a Hook that calls each of hooks in order, for every one
-// of AcquireHook, HoldHook and LostHook it implements. The context returned by
-// one hook's Start is passed to the next. Nil hooks are ignored.
+// of AcquireHook, HoldHook and LostHook it implements, as pgx's multitracer
+// does. The context returned by one hook's Start is passed to the next; the
+// End methods are called in the same order, each with the context the last
+// Start returned, so a hook that keeps state in the context must find it
+// under a key of its own. MultiHooks nested in hooks are flattened. Nil hooks
+// are ignored, and so are values implementing none of the interfaces.
 func MultiHook(hooks ...Hook) Hook {
 	return newHookSet(hooks)
 }

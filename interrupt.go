@@ -38,7 +38,8 @@ type interrupter struct {
 }
 
 // runInterruptible runs stmt, bounded by ctx and, when bound > 0, by bound
-// (which the statement also enforces in the server). It returns stmt's error
+// (which the statement also enforces in the server; the client steps in grace
+// later). It returns stmt's error
 // and why the wait was interrupted, if it was: context.DeadlineExceeded for the
 // bound, ctx's error for ctx.
 //
@@ -46,7 +47,7 @@ type interrupter struct {
 // keep it from hitting the connection's next statement, runInterruptible
 // returns only once any cancel request it sent is complete. An idle backend
 // ignores a late cancel.
-func runInterruptible(ctx context.Context, pg *pgconn.PgConn, bound time.Duration, stmt func(context.Context) error) (err, interrupted error) {
+func runInterruptible(ctx context.Context, pg *pgconn.PgConn, bound, grace time.Duration, stmt func(context.Context) error) (err, interrupted error) {
 	qctx := context.WithoutCancel(ctx)
 	if ctx.Done() == nil && bound <= 0 {
 		return stmt(qctx), nil
@@ -65,7 +66,7 @@ func runInterruptible(ctx context.Context, pg *pgconn.PgConn, bound time.Duratio
 	}
 	var timer *time.Timer
 	if bound > 0 {
-		timer = time.AfterFunc(bound+deadlineGrace, func() { it.interrupt(context.DeadlineExceeded) })
+		timer = time.AfterFunc(bound+grace, func() { it.interrupt(context.DeadlineExceeded) })
 	}
 	err = stmt(qctx)
 	if stopAfter != nil {

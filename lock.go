@@ -2,6 +2,7 @@ package advisorylock
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -21,7 +22,8 @@ import (
 type Mutex struct {
 	pool  *pgxpool.Pool
 	name  string
-	key   Key
+	key   Key   // the first of keys
+	keys  []Key // in locking order; more than one for a set
 	cfg   config
 	hooks *hookSet // nil when no hooks are set
 	err   error    // bad input, reported by every call
@@ -36,7 +38,7 @@ type Mutex struct {
 // option is reported, as an error wrapping ErrInvalidArgument, by every call
 // on the Mutex, before any round trip.
 func New(pool *pgxpool.Pool, name string, opts ...Option) *Mutex {
-	m := newMutex(pool, KeyFromName(name), opts)
+	m := newMutex(pool, []Key{KeyFromName(name)}, opts)
 	m.name = name
 	if name == "" && m.err == nil {
 		m.err = ErrEmptyName
@@ -48,11 +50,53 @@ func New(pool *pgxpool.Pool, name string, opts ...Option) *Mutex {
 // other tools that take advisory locks by number. See Int64Key and PairKey.
 // Like New, it does no I/O and reports bad input on every call.
 func NewWithKey(pool *pgxpool.Pool, key Key, opts ...Option) *Mutex {
-	return newMutex(pool, key, opts)
+	return newMutex(pool, []Key{key}, opts)
 }
 
-func newMutex(pool *pgxpool.Pool, key Key, opts []Option) *Mutex {
-	m := &Mutex{pool: pool, key: key, cfg: newConfig(opts)}
+// NewSet returns a Mutex over the locks called names, taken and released
+// together, on one connection and in one round trip. The keys are locked in
+// a fixed order, the same in every process, so two callers locking
+// overlapping sets cannot deadlock each other. Every option applies to the
+// set as a whole: WithTimeout bounds the wait for all of them, Shared takes
+// all in shared mode, TransactionScope takes all in one transaction. A set's
+// Key is its first key in that order; Keys lists them all. Duplicate names
+// count once.
+//
+// Like New, it does no I/O; no names, or an empty one, is reported as
+// ErrEmptyName by every call.
+func NewSet(pool *pgxpool.Pool, names []string, opts ...Option) *Mutex {
+	keys := make([]Key, len(names))
+	bad := len(names) == 0
+	for i, n := range names {
+		keys[i] = KeyFromName(n)
+		bad = bad || n == ""
+	}
+	if len(keys) == 0 {
+		keys = []Key{{}}
+	}
+	m := newMutex(pool, keys, opts)
+	if bad && m.err == nil {
+		m.err = ErrEmptyName
+	}
+	return m
+}
+
+// NewSetWithKeys is NewSet for explicit keys. No keys is reported as
+// ErrEmptyName by every call.
+func NewSetWithKeys(pool *pgxpool.Pool, keys []Key, opts ...Option) *Mutex {
+	if len(keys) == 0 {
+		m := newMutex(pool, []Key{{}}, opts)
+		if m.err == nil {
+			m.err = ErrEmptyName
+		}
+		return m
+	}
+	return newMutex(pool, keys, opts)
+}
+
+func newMutex(pool *pgxpool.Pool, keys []Key, opts []Option) *Mutex {
+	keys = sortKeys(keys)
+	m := &Mutex{pool: pool, key: keys[0], keys: keys, cfg: newConfig(opts)}
 	m.err = m.cfg.err
 	if pool == nil && m.err == nil {
 		m.err = ErrNilPool
@@ -62,15 +106,18 @@ func newMutex(pool *pgxpool.Pool, key Key, opts []Option) *Mutex {
 			m.hooks = hs
 		}
 	}
-	m.sql = newStatements(key, m.cfg.mode, m.cfg.scope)
+	m.sql = newStatements(keys, m.cfg.mode, m.cfg.scope, !m.cfg.allowPooler)
 	return m
 }
 
 // Name returns the lock's name, or "" for a Mutex made by NewWithKey.
 func (m *Mutex) Name() string { return m.name }
 
-// Key returns the lock's key.
+// Key returns the lock's key; for a set, the first in locking order.
 func (m *Mutex) Key() Key { return m.key }
+
+// Keys returns the lock's keys in locking order: one, or a set's.
+func (m *Mutex) Keys() []Key { return slices.Clone(m.keys) }
 
 // Mode returns the lock mode.
 func (m *Mutex) Mode() Mode { return m.cfg.mode }
@@ -83,10 +130,14 @@ func (m *Mutex) Timeout() time.Duration { return m.cfg.timeout }
 
 // String describes the lock: its quoted name, or its key.
 func (m *Mutex) String() string {
-	if m.name != "" {
+	switch {
+	case m.name != "":
 		return strconv.Quote(m.name)
+	case len(m.keys) > 1:
+		return "set of " + strconv.Itoa(len(m.keys)) + " keys"
+	default:
+		return "key " + m.key.String()
 	}
-	return "key " + m.key.String()
 }
 
 // Lock acquires the lock, blocking until it is granted, the WithTimeout bound
@@ -136,6 +187,7 @@ type Lock struct {
 	done   chan struct{}
 	onLost context.CancelCauseFunc // WithLock's context, cancelled on loss
 	watch  *watcher
+	gate   *gate // this process's queue for the lock, left on release
 }
 
 // Mutex returns the Mutex the lock was taken from.

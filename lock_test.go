@@ -133,9 +133,12 @@ func TestLock_pinsOneConnection(t *testing.T) {
 }
 
 func TestLock_waitsInServer(t *testing.T) {
-	pool := newPool(t, testDB(t))
+	dsn := testDB(t)
+	pool := newPool(t, dsn)
 	m := advisorylock.New(pool, "wait")
-	holder, err := m.Lock(t.Context())
+	// The holder uses a pool of its own, as another process would: waiters
+	// on the same pool queue in this process behind one server-side waiter.
+	holder, err := advisorylock.New(newPool(t, dsn), "wait").Lock(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,9 +173,11 @@ func TestLock_waitsInServer(t *testing.T) {
 
 func TestLock_timeout(t *testing.T) {
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
-		pool := newPool(t, testDB(t))
+		dsn := testDB(t)
+		pool := newPool(t, dsn)
 		warm(t, pool, 2)
-		holder, err := advisorylock.New(pool, "timeout").Lock(t.Context())
+		// Held from another pool, so the waits below happen in the server.
+		holder, err := advisorylock.New(newPool(t, dsn), "timeout").Lock(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -236,11 +241,12 @@ func TestLock_timeout(t *testing.T) {
 // and none opened.
 func TestLock_timeoutKeepsConnections(t *testing.T) {
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
-		pool := newPool(t, testDB(t))
+		dsn := testDB(t)
+		pool := newPool(t, dsn)
 		warm(t, pool, 2)
 		m := advisorylock.New(pool, "keep", advisorylock.WithTimeout(time.Millisecond), scope)
 		t.Run(m.Scope().String(), func(t *testing.T) {
-			holder, err := advisorylock.New(pool, "keep").Lock(t.Context())
+			holder, err := advisorylock.New(newPool(t, dsn), "keep").Lock(t.Context())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -264,11 +270,12 @@ func TestLock_timeoutKeepsConnections(t *testing.T) {
 
 func TestLock_cancel(t *testing.T) {
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
-		pool := newPool(t, testDB(t))
+		dsn := testDB(t)
+		pool := newPool(t, dsn)
 		warm(t, pool, 3)
 		m := advisorylock.New(pool, "cancel", scope)
 		t.Run(m.Scope().String(), func(t *testing.T) {
-			holder, err := advisorylock.New(pool, "cancel").Lock(t.Context())
+			holder, err := advisorylock.New(newPool(t, dsn), "cancel").Lock(t.Context())
 			if err != nil {
 				t.Fatal(err)
 			}

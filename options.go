@@ -62,12 +62,13 @@ func (f optionFunc) apply(c *config) { f(c) }
 
 // config is the resolved configuration of a Mutex.
 type config struct {
-	timeout   time.Duration // 0: none
-	mode      Mode
-	scope     Scope
-	keepalive time.Duration // 0: no active probe
-	hooks     []Hook
-	err       error // the first invalid option, reported by every call
+	timeout     time.Duration // 0: none
+	mode        Mode
+	scope       Scope
+	keepalive   time.Duration // 0: no active probe
+	hooks       []Hook
+	allowPooler bool
+	err         error // the first invalid option, reported by every call
 }
 
 func newConfig(opts []Option) config {
@@ -152,4 +153,17 @@ func WithHooks(hooks ...Hook) Option {
 			}
 		}
 	})
+}
+
+// AllowPooler lets session-scoped locks run through a connection pooler in
+// front of PostgreSQL. By default a session lock is taken only when the
+// backend running the lock call is the server process the connection
+// announced at start-up; behind a pooler it is not, and Lock fails with
+// ErrPooler, since a pooler in transaction mode (PgBouncer's
+// pool_mode=transaction) hands the session, and the lock in it, to other
+// clients. Use AllowPooler only for a pooler that dedicates a server session to
+// each client connection (session pooling). Transaction-scoped locks work
+// through any pooler and need no option.
+func AllowPooler() Option {
+	return optionFunc(func(c *config) { c.allowPooler = true })
 }

@@ -52,7 +52,7 @@ func (l *Lock) release(ctx context.Context, commit bool) error {
 // pool, or destroys it when the unlock cannot be confirmed.
 func (l *Lock) unlockSession(ctx context.Context) error {
 	var ok bool
-	err := l.conn.Conn().QueryRow(ctx, l.m.sql.unlock, l.m.sql.args...).Scan(&ok)
+	err := scanBools(l.conn.Conn().QueryRow(ctx, l.m.sql.unlock, l.m.sql.args...), l.m.sql.n, &ok)
 	switch {
 	case err != nil && l.conn.Conn().IsClosed() && ctx.Err() == nil:
 		// The session is gone, and the lock with it, perhaps for a while.
@@ -97,15 +97,21 @@ func (l *Lock) endTx(ctx context.Context, commit bool) error {
 	return nil
 }
 
-// finish marks a released lock, closes Done and reports HoldEnd.
+// finish marks a released lock, closes Done and reports HoldEnd, preceded by
+// LockLost when the release found the lock lost.
 func (l *Lock) finish(err error) {
 	l.mu.Lock()
 	l.state = stateReleased
 	l.err = l.m.errorf("unlock", ErrNotHeld)
 	l.mu.Unlock()
+	l.leaveGate()
 	close(l.done)
 	if l.m.hooks != nil && !l.acquired.IsZero() {
-		l.m.hooks.HoldEnd(l.hctx, l, HoldEndData{Held: time.Since(l.acquired), Lost: errors.Is(err, ErrLockLost), Err: err})
+		held, lost := time.Since(l.acquired), errors.Is(err, ErrLockLost)
+		if lost {
+			l.m.hooks.LockLost(l.hctx, l, LostData{Held: held, Err: err})
+		}
+		l.m.hooks.HoldEnd(l.hctx, l, HoldEndData{Held: held, Lost: lost, Err: err})
 	}
 }
 
@@ -122,6 +128,7 @@ func (l *Lock) abandon() {
 	l.mu.Unlock()
 	l.stopWatch()
 	destroy(l.conn)
+	l.leaveGate()
 	close(l.done)
 }
 
@@ -141,6 +148,7 @@ func (l *Lock) lose(cause error) {
 	l.mu.Unlock()
 
 	destroy(l.conn)
+	l.leaveGate()
 	close(l.done)
 	if cancel != nil {
 		cancel(err)
@@ -172,4 +180,13 @@ func (l *Lock) String() string {
 	defer l.mu.Unlock()
 	state := [...]string{"held", "releasing", "released", "lost"}[l.state]
 	return fmt.Sprintf("%s (%s, %s scope, %s)", l.m, l.m.cfg.mode, l.m.cfg.scope, state)
+}
+
+// leaveGate lets the next goroutine of this process that waits for the lock go
+// ahead, once the server no longer sees this lock held.
+func (l *Lock) leaveGate() {
+	if l.gate != nil {
+		l.m.leave(l.gate)
+		l.gate = nil
+	}
 }

@@ -1,24 +1,33 @@
 package advisorylock
 
 import (
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
 // statements holds a Mutex's SQL, built once so the lock path formats nothing
-// but a timeout.
+// but a timeout. A Mutex locks one key or a set of keys; a set is locked in one
+// statement, key after key in a fixed order (see sortKeys), so that two
+// callers locking overlapping sets cannot deadlock.
 type statements struct {
-	args []any // the key, as arguments
+	args  []any // the keys, as arguments
+	n     int   // how many keys
+	voids []any // scan destinations for the results of a lock call
+	// voidsTimeout likewise, for a lock call with lock_timeout
+	voidsTimeout []any
 
-	// Session scope, extended protocol with the key as arguments.
+	// Session scope, extended protocol, with the keys and the expected
+	// backend pid as arguments.
 	lock        string
-	lockTimeout string // lock_timeout as the argument after the key
-	try         string
-	unlock      string
+	lockTimeout string // lock_timeout as the argument after the backend pid
+	try         string // one bool, or an array of n for a set
+	unlock      string // likewise
 
-	// Transaction scope: queued after BEGIN in one batch (one round trip).
+	// Transaction scope, queued after BEGIN in one batch (one round trip).
 	xactLock        string
-	xactLockTimeout string // lock_timeout as the argument after the key
+	xactLockTimeout string // lock_timeout as the argument after the keys
 	xactTry         string
 }
 
@@ -29,34 +38,113 @@ type statements struct {
 // count comes first in the target list, so it is taken before the unlock.
 const cleanupSQL = "select (select count(*)::int from pg_catalog.pg_locks where locktype = 'advisory' and pid = pg_catalog.pg_backend_pid() and granted), pg_catalog.pg_advisory_unlock_all()"
 
-func newStatements(k Key, mode Mode, scope Scope) statements {
+// sortKeys orders keys and drops duplicates: bigint keys before pair keys,
+// each by value. Any fixed total order prevents deadlocks between sets.
+func sortKeys(keys []Key) []Key {
+	keys = slices.Clone(keys)
+	cmp := func(a, b Key) int {
+		switch {
+		case a.pair != b.pair:
+			if a.pair {
+				return 1
+			}
+			return -1
+		case a.k != b.k:
+			return compare(a.k, b.k)
+		case a.k1 != b.k1:
+			return compare(a.k1, b.k1)
+		default:
+			return compare(a.k2, b.k2)
+		}
+	}
+	slices.SortFunc(keys, cmp)
+	return slices.CompactFunc(keys, func(a, b Key) bool { return a == b })
+}
+
+func compare[T int32 | int64](a, b T) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// calls renders fn applied to each key, with placeholders numbered from 1,
+// joined by ", ", and returns the next free placeholder number.
+func calls(fn string, keys []Key) (string, int) {
+	var b strings.Builder
+	p := 1
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("pg_catalog.")
+		b.WriteString(fn)
+		b.WriteString("($")
+		b.WriteString(strconv.Itoa(p))
+		p++
+		if k.pair {
+			b.WriteString(",$")
+			b.WriteString(strconv.Itoa(p))
+			p++
+		}
+		b.WriteString(")")
+	}
+	return b.String(), p
+}
+
+// boolCalls is calls for functions answering a bool: the bool itself for
+// one key, an array of them for a set.
+func boolCalls(fn string, keys []Key) string {
+	c, _ := calls(fn, keys)
+	if len(keys) == 1 {
+		return c
+	}
+	return "array[" + c + "]"
+}
+
+func newStatements(keys []Key, mode Mode, scope Scope, checkBackend bool) statements {
 	shared := ""
 	if mode == ModeShared {
 		shared = "_shared"
 	}
-	params, next := "$1", "$2"
-	if k.pair {
-		params, next = "$1,$2", "$3"
+	s := statements{n: len(keys), voids: make([]any, len(keys)), voidsTimeout: make([]any, len(keys)+1)}
+	for _, k := range keys {
+		s.args = append(s.args, k.args()...)
 	}
-	s := statements{args: k.args()}
 	if scope == ScopeSession {
-		s.lock = "select pg_catalog.pg_advisory_lock" + shared + "(" + params + ")"
+		lock, p := calls("pg_advisory_lock"+shared, keys)
+		// The session statements take the lock only when the backend running
+		// them is the one the connection announced at start-up (the argument
+		// after the keys): behind a pooler such as PgBouncer the announced
+		// process is the pooler's, and a session lock could be stranded on a
+		// backend another client gets next. The condition has no column
+		// reference, so the planner makes it a one-time filter, evaluated
+		// before the lock calls; a mismatch returns no row and locks nothing.
+		guard, timeoutParam := " where pg_catalog.pg_backend_pid()::int8 = $"+strconv.Itoa(p), "$"+strconv.Itoa(p+1)
+		if !checkBackend {
+			guard, timeoutParam = "", "$"+strconv.Itoa(p)
+		}
+		s.lock = "select " + lock + guard
 		// set_config(..., true) outside a transaction block lasts for the
 		// statement's implicit transaction only: the setting cannot leak onto
 		// the pooled connection, and no round trip is spent resetting it.
-		s.lockTimeout = "select pg_catalog.set_config('lock_timeout', " + next + ", true), pg_catalog.pg_advisory_lock" + shared + "(" + params + ")"
-		s.try = "select pg_catalog.pg_try_advisory_lock" + shared + "(" + params + ")"
-		s.unlock = "select pg_catalog.pg_advisory_unlock" + shared + "(" + params + ")"
+		s.lockTimeout = "select pg_catalog.set_config('lock_timeout', " + timeoutParam + ", true), " + lock + guard
+		s.try = "select " + boolCalls("pg_try_advisory_lock"+shared, keys) + guard
+		s.unlock = "select " + boolCalls("pg_advisory_unlock"+shared, keys)
 		return s
 	}
-	s.xactLock = "select pg_catalog.pg_advisory_xact_lock" + shared + "(" + params + ")"
-	s.xactTry = "select pg_catalog.pg_try_advisory_xact_lock" + shared + "(" + params + ")"
-	// Inside the transaction, lock_timeout is set for the lock call only and
+	lock, p := calls("pg_advisory_xact_lock"+shared, keys)
+	s.xactLock = "select " + lock
+	s.xactTry = "select " + boolCalls("pg_try_advisory_xact_lock"+shared, keys)
+	// Inside the transaction, lock_timeout is set for the lock calls only and
 	// restored, in the same statement, to what it was before: the user's
 	// statements in the transaction never see it. The subquery (kept apart by
 	// OFFSET 0) evaluates its target list left to right: save, set, lock; the
 	// outer select then restores.
-	s.xactLockTimeout = "select pg_catalog.set_config('lock_timeout', s.prev, true) from (select pg_catalog.current_setting('lock_timeout') as prev, pg_catalog.set_config('lock_timeout', " + next + ", true), pg_catalog.pg_advisory_xact_lock" + shared + "(" + params + ") offset 0) s"
+	s.xactLockTimeout = "select pg_catalog.set_config('lock_timeout', s.prev, true) from (select pg_catalog.current_setting('lock_timeout') as prev, pg_catalog.set_config('lock_timeout', $" + strconv.Itoa(p) + ", true), " + lock + " offset 0) s"
 	return s
 }
 
@@ -67,9 +155,15 @@ func timeoutMillis(d time.Duration) string {
 	if ms < 1 {
 		ms = 1
 	}
-	// lock_timeout is an int4 of milliseconds.
-	if ms > 1<<31-1 {
-		ms = 1<<31 - 1
-	}
 	return strconv.FormatInt(int64(ms), 10)
+}
+
+// allTrue reports whether every answer of a set's try or unlock was true.
+func allTrue(bs []bool) bool {
+	for _, b := range bs {
+		if !b {
+			return false
+		}
+	}
+	return len(bs) > 0
 }

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+)
+
+// synopsis is the short usage printed with a usage error.
+const synopsis = `usage: withlock [options] <lock-name> -- <command> [args...]
+       withlock [options] --key K -- <command> [args...]
+       withlock --status [--db URL] (<lock-name> | --key K)
+Try 'withlock --help' for more.
+`
+
+// helpHead and helpTail frame the option list, which is made from flagSpecs.
+const helpHead = `withlock runs a command while holding a PostgreSQL advisory lock, so that
+only one such command runs at a time across all the machines that share the
+database. It behaves like flock(1), with a database in place of a file.
+
+usage: withlock [options] <lock-name> -- <command> [args...]
+       withlock [options] --key K -- <command> [args...]
+       withlock --status [--db URL] (<lock-name> | --key K)
+
+Options (before the lock name):
+`
+
+const helpTail = `
+The lock name maps to a key as the npm package advisory-lock does, so Go and
+Node.js programs naming the same lock exclude each other.
+
+Database: --db, else PG_CONNECTION_STRING, else the libpq environment (PGHOST,
+PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGSERVICE, ...), as psql reads it.
+
+The command inherits stdin, stdout and stderr; withlock's own messages go to
+stderr, never stdout (which --help and --status, running no command, use).
+SIGINT, SIGTERM, SIGHUP and SIGQUIT sent to withlock go to the command, and
+withlock waits for it, releases the lock and exits with its status. (When
+withlock runs in the foreground of a terminal, the keyboard's SIGINT and
+SIGQUIT, and a hangup's SIGHUP, already reach the command, so withlock does not
+send them a second time.) A signal that arrives while withlock waits for the
+lock ends the wait: withlock exits 128+N without running the command.
+
+If the lock is lost while the command runs (the database session ended or the
+network went silent), withlock says so on stderr, sends the command SIGTERM,
+then SIGKILL after the grace period, and exits 75.
+
+Exit status:
+  the command's    when it ran; 128+N when it died of signal N
+  1 (or -E N)      -n or -w could not get the lock
+  64               usage error, or a connection string that cannot be parsed
+  69               the database cannot be reached, refuses the login, or
+                   fails the lock request
+  75               the lock was lost while the command ran
+  126              the command cannot be run
+  127              the command is not found
+  128+N            withlock got signal N while waiting for the lock
+`
+
+// writeHelp writes the manual to w.
+func writeHelp(w io.Writer) {
+	var b strings.Builder
+	b.WriteString(helpHead)
+	for _, f := range flagSpecs {
+		var names []string
+		if f.short != 0 {
+			names = append(names, "-"+string(f.short))
+		}
+		for _, l := range f.long {
+			names = append(names, "--"+l)
+		}
+		left := "  " + strings.Join(names, ", ")
+		if f.arg != "" {
+			left += " " + f.arg
+		}
+		lines := strings.Split(f.help, "\n")
+		const col = 28 // where the descriptions start
+		if len(left) >= col {
+			fmt.Fprintf(&b, "%s\n%*s%s\n", left, col, "", lines[0])
+		} else {
+			fmt.Fprintf(&b, "%-*s%s\n", col, left, lines[0])
+		}
+		for _, l := range lines[1:] {
+			fmt.Fprintf(&b, "%*s%s\n", col, "", l)
+		}
+	}
+	b.WriteString(helpTail)
+	io.WriteString(w, b.String())
+}

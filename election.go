@@ -1,0 +1,407 @@
+package advisorylock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Sentinel errors of leader election. Match them with errors.Is.
+var (
+	// ErrElectionClosed reports a call on an Election after Close, or a
+	// campaign that Close ended.
+	ErrElectionClosed = errors.New("advisorylock: election closed")
+
+	// ErrCampaigning reports Campaign or Run called on an Election that is
+	// already campaigning or leading: an Election is one candidate.
+	ErrCampaigning = errors.New("advisorylock: election: already campaigning or leading")
+
+	// ErrNilElection reports a method called on a nil *Election.
+	ErrNilElection = fmt.Errorf("%w: nil election", ErrInvalidArgument)
+
+	// ErrInvalidIdentity reports an identity that PostgreSQL would not keep
+	// as given as an application_name (see WithIdentity).
+	ErrInvalidIdentity = fmt.Errorf("%w: invalid election identity", ErrInvalidArgument)
+)
+
+// Bounds on the Election's own housekeeping.
+const (
+	// electionMaxConns sizes the Election's pool: one connection for the
+	// campaign or leadership, two for short queries (Leader, announcements,
+	// setting up observers, confirming a release).
+	electionMaxConns = 3
+	// announceTimeout bounds the NOTIFY that tells observers of a change.
+	announceTimeout = 2 * time.Second
+	// terminateWait is how long the server is asked to wait for a stale
+	// session of this candidate to exit (pg_terminate_backend's timeout).
+	terminateWait = 5 * time.Second
+)
+
+// An Election is one candidate in a leader election among processes (or
+// goroutines) sharing a PostgreSQL database: at most one candidate per
+// election name leads at a time. Leading means holding a session-scoped
+// exclusive advisory lock on the name's key (KeyFromName, as for a Mutex of
+// the same name, with which it therefore conflicts).
+//
+// Each candidate has an identity (WithIdentity; default "host:pid") that the
+// others read as the leader's. It travels as the application_name of the
+// Election's own database sessions, which the Election opens from a small pool
+// of its own, configured like the pool given to NewElection: the identity is
+// set from the sessions' start and never leaks onto the caller's pool. Close
+// the Election to release them.
+//
+// Campaign blocks until the candidate leads and returns a *Leadership; Run
+// campaigns, runs a function while leading and campaigns again after each
+// leadership ends; Leader and Observe tell who leads. Methods are safe for
+// concurrent use. The zero Election is not usable; create one with
+// NewElection.
+//
+// Elections need PostgreSQL 14 or later (idle_session_timeout for the lease,
+// pg_terminate_backend with a timeout for confirming a release), and a session
+// per candidate that lives as long as its leadership: not a pooler in
+// transaction mode.
+type Election struct {
+	name    string
+	key     Key
+	cfg     electionConfig
+	err     error         // bad input, reported by every call
+	pool    *pgxpool.Pool // the Election's own pool; nil with bad input
+	m       *Mutex        // the election lock, on pool
+	channel string        // where leaders announce themselves (NOTIFY)
+
+	halt   context.Context // done once Close starts: ends campaigns, observers
+	cancel context.CancelFunc
+
+	mu          sync.Mutex
+	closed      bool        // Close has started
+	stopped     bool        // Close waits for background work: start no more
+	campaigning bool        // a Campaign is under way
+	leading     *Leadership // the last leadership won, until Close
+	campaigns   sync.WaitGroup
+	background  sync.WaitGroup // observers and announcements
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewElection returns a candidate in the election called name, on the
+// database pool connects to. It does no I/O: the Election's own pool (at most
+// three connections, with pool's settings and hooks, its application_name set
+// to the identity) connects when first needed.
+//
+// NewElection never fails: an empty name, a nil pool or an invalid option is
+// reported, as an error wrapping ErrInvalidArgument, by every call on the
+// Election, before any round trip. Close must be called to release the
+// Election's pool.
+func NewElection(pool *pgxpool.Pool, name string, opts ...ElectionOption) *Election {
+	e := &Election{name: name, key: KeyFromName(name), cfg: newElectionConfig(opts)}
+	e.channel = "advisorylock.election." + e.key.String()
+	e.halt, e.cancel = context.WithCancel(context.Background())
+	switch {
+	case e.cfg.err != nil:
+		e.err = e.cfg.err
+	case pool == nil:
+		e.err = ErrNilPool
+	case name == "":
+		e.err = ErrEmptyName
+	}
+	if e.err != nil {
+		return e
+	}
+	own, err := newElectionPool(pool, e.cfg)
+	if err != nil {
+		e.err = fmt.Errorf("advisorylock: election %q: creating its pool: %w", name, err)
+		return e
+	}
+	e.pool = own
+	mopts := []Option{WithKeepalive(e.cfg.lease / 3)}
+	if len(e.cfg.hooks) > 0 {
+		mopts = append(mopts, WithHooks(e.cfg.hooks...))
+	}
+	e.m = New(own, name, mopts...)
+	return e
+}
+
+// newElectionPool opens the Election's own pool: pool's configuration with
+// the identity as application_name, a few connections at most and, with a
+// lease, the server-side half of the lease on every session.
+func newElectionPool(pool *pgxpool.Pool, cfg electionConfig) (*pgxpool.Pool, error) {
+	pc := pool.Config() // a copy
+	if pc.ConnConfig.RuntimeParams == nil {
+		pc.ConnConfig.RuntimeParams = map[string]string{}
+	}
+	pc.ConnConfig.RuntimeParams["application_name"] = cfg.identity
+	pc.MaxConns = electionMaxConns
+	pc.MinConns, pc.MinIdleConns = 0, 0
+	if cfg.lease > 0 {
+		timeout := strconv.FormatInt(int64((cfg.lease+time.Millisecond-1)/time.Millisecond), 10)
+		userAfterConnect := pc.AfterConnect
+		// Set after connecting rather than as a startup parameter, which a
+		// connection pooler in front of the server may refuse. The statement
+		// keeps the setting for the session (is_local = false).
+		pc.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+			if userAfterConnect != nil {
+				if err := userAfterConnect(ctx, c); err != nil {
+					return err
+				}
+			}
+			_, err := c.Exec(ctx, "select pg_catalog.set_config('idle_session_timeout', $1, false)", timeout)
+			return err
+		}
+		// Close idle connections before the server's idle_session_timeout
+		// would end them, sparing its log a FATAL line each: checked every
+		// third of a lease, closed after a third idle, they go after at most
+		// two thirds.
+		third := cfg.lease / 3
+		pc.MaxConnIdleTime = min(pc.MaxConnIdleTime, third)
+		if pc.MaxConnIdleTime <= 0 {
+			pc.MaxConnIdleTime = third
+		}
+		pc.HealthCheckPeriod = min(pc.HealthCheckPeriod, third)
+		if pc.HealthCheckPeriod <= 0 {
+			pc.HealthCheckPeriod = third
+		}
+	}
+	return pgxpool.NewWithConfig(context.Background(), pc)
+}
+
+// Name returns the election's name.
+func (e *Election) Name() string { return e.name }
+
+// Key returns the key of the election lock.
+func (e *Election) Key() Key { return e.key }
+
+// Identity returns the candidate's identity, as others read it.
+func (e *Election) Identity() string { return e.cfg.identity }
+
+// String describes the election for logs: its quoted name and the identity.
+func (e *Election) String() string {
+	return "election " + strconv.Quote(e.name) + " as " + strconv.Quote(e.cfg.identity)
+}
+
+// check reports bad input or a closed Election.
+func (e *Election) check() error {
+	if e == nil {
+		return ErrNilElection
+	}
+	if e.err != nil {
+		return e.err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return e.errorf("use", ErrElectionClosed)
+	}
+	return nil
+}
+
+// errorf formats an error of op on e, wrapping errs.
+func (e *Election) errorf(op string, errs ...error) error {
+	if len(errs) == 1 {
+		return fmt.Errorf("advisorylock: %s election %q: %w", op, e.name, errs[0])
+	}
+	return fmt.Errorf("advisorylock: %s election %q: %w: %w", op, e.name, errs[0], errs[1])
+}
+
+// Campaign makes the candidate leader, blocking until it is, or until ctx is
+// done or the Election is closed. The wait happens in the server, in the queue
+// of the election lock, on one connection of the Election's pool; a candidate
+// that is waiting wins the moment the leader resigns or its session ends.
+//
+// On success the returned Leadership is held until Resign, Close, or its loss
+// (see Leadership.Done). Leaders announce themselves to observers (NOTIFY, in
+// the background).
+//
+// On failure Campaign returns an error and does not lead: a cancelled ctx
+// matches context.Canceled, a deadline context.DeadlineExceeded, a closed
+// Election ErrElectionClosed; a connection that dies while waiting (its
+// session ended, the server restarted) fails the campaign with the driver's
+// error; an Election already campaigning or leading returns ErrCampaigning at
+// once; bad input matches ErrInvalidArgument. A grant that raced a
+// cancellation is released before Campaign returns (see Mutex.Lock).
+//
+// When the candidate's previous leadership ended without its release being
+// confirmed (it was lost, or Resign failed), Campaign first makes sure, as
+// Resign does, that the old session no longer holds the lock, and fails with
+// that error if it cannot.
+func (e *Election) Campaign(ctx context.Context) (*Leadership, error) {
+	if err := e.check(); err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	switch {
+	case e.closed:
+		e.mu.Unlock()
+		return nil, e.errorf("campaign", ErrElectionClosed)
+	case e.campaigning || (e.leading != nil && e.leading.Err() == nil):
+		e.mu.Unlock()
+		return nil, e.errorf("campaign", ErrCampaigning)
+	}
+	prev := e.leading
+	e.campaigning = true
+	e.campaigns.Add(1)
+	e.mu.Unlock()
+	defer e.campaigns.Done()
+
+	ld, err := e.campaign(ctx, prev)
+
+	e.mu.Lock()
+	e.campaigning = false
+	closed := e.closed
+	if err == nil && !closed {
+		e.leading = ld
+	}
+	e.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if closed {
+		// Close started while the grant was on its way: give it back.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+		defer cancel()
+		return nil, errors.Join(e.errorf("campaign", ErrElectionClosed), ld.Resign(rctx))
+	}
+	e.announce()
+	return ld, nil
+}
+
+// campaign confirms the previous leadership's release, then waits for the
+// lock, on a context that Close also cancels.
+func (e *Election) campaign(ctx context.Context, prev *Leadership) (*Leadership, error) {
+	cctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(e.halt, func() { cancel(ErrElectionClosed) })
+	defer stop()
+	if prev != nil {
+		if err := prev.Resign(cctx); err != nil {
+			if errors.Is(context.Cause(cctx), ErrElectionClosed) {
+				return nil, e.errorf("campaign", ErrElectionClosed)
+			}
+			return nil, e.errorf("campaign: confirming the previous leadership's release", err)
+		}
+	}
+	l, err := e.m.Lock(cctx)
+	if err != nil {
+		if errors.Is(context.Cause(cctx), ErrElectionClosed) && ctx.Err() == nil {
+			return nil, e.errorf("campaign", ErrElectionClosed)
+		}
+		return nil, err
+	}
+	pid, _ := heldPID(l)
+	return &Leadership{e: e, lock: l, cand: Candidate{Identity: e.cfg.identity, PID: pid}}, nil
+}
+
+// announce tells observers, in the background, that the leadership changed.
+// Observers poll as well, so a failed announcement only delays them.
+func (e *Election) announce() {
+	e.mu.Lock()
+	if e.stopped {
+		e.mu.Unlock()
+		return
+	}
+	e.background.Add(1)
+	e.mu.Unlock()
+	go func() {
+		defer e.background.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), announceTimeout)
+		defer cancel()
+		_, _ = e.pool.Exec(ctx, "select pg_catalog.pg_notify($1, $2)", e.channel, e.cfg.identity)
+	}()
+}
+
+// A Candidate is a participant in an election as the server sees it: the
+// leader, in what Election.Leader and Election.Observe report. The zero
+// Candidate stands for "no leader".
+type Candidate struct {
+	// Identity is the candidate's identity: its session's application_name.
+	Identity string
+	// PID is the server process of the candidate's session holding the
+	// election lock. It tells apart two leaderships of one identity.
+	PID int32
+}
+
+// Leader reports who leads now: the session holding the election lock, as
+// pg_locks shows it, and its application_name (pg_locks and application_name
+// are visible to every role). It blocks for one query on the Election's pool.
+// ok is false when nobody leads, including while the leader's session is
+// exiting. It fails with the query's error, ErrElectionClosed after Close, or
+// bad input (ErrInvalidArgument).
+//
+// Any session holding the lock counts, including one of a Mutex of the same
+// name, or a leader whose network went silent and whose lease has not run out
+// (see WithLease).
+func (e *Election) Leader(ctx context.Context) (c Candidate, ok bool, err error) {
+	if err := e.check(); err != nil {
+		return Candidate{}, false, err
+	}
+	return e.leader(ctx)
+}
+
+func (e *Election) leader(ctx context.Context) (c Candidate, ok bool, err error) {
+	classid, objid, subid := lockTag(e.key)
+	err = e.pool.QueryRow(ctx, leaderSQL, classid, objid, subid).Scan(&c.PID, &c.Identity)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return Candidate{}, false, nil
+	case err != nil:
+		return Candidate{}, false, e.errorf("leader", err)
+	}
+	return c, true, nil
+}
+
+// leaderSQL finds the session holding the election lock, and its
+// application_name. The join is inner: pg_locks and pg_stat_activity are read
+// at slightly different instants, and a session that is exiting can still
+// show in pg_locks after its pg_stat_activity row is gone. Such a session
+// leads no more (its locks are going), and reporting it would report a leader
+// without identity.
+const leaderSQL = `select l.pid, a.application_name
+from pg_catalog.pg_locks l join pg_catalog.pg_stat_activity a on a.pid = l.pid
+where l.locktype = 'advisory' and l.granted
+	and l.database = (select oid from pg_catalog.pg_database where datname = pg_catalog.current_database())
+	and l.classid::int8 = $1 and l.objid::int8 = $2 and l.objsubid = $3
+order by l.pid
+limit 1`
+
+// Close ends the candidacy: it aborts a campaign under way (which then
+// returns an error matching ErrElectionClosed), resigns the leadership if the
+// candidate leads, ends the observers (their channels close), and closes the
+// Election's pool. ctx bounds the resignation; Close returns its error, which
+// means the release could not be confirmed (the server then ends the old
+// session by the lease, see WithLease). Later calls return the first call's
+// result. Close does not wait for Run to return; Run's function sees its
+// context cancelled.
+func (e *Election) Close(ctx context.Context) error {
+	if e == nil || e.pool == nil {
+		return nil
+	}
+	e.closeOnce.Do(func() { e.closeErr = e.close(ctx) })
+	return e.closeErr
+}
+
+func (e *Election) close(ctx context.Context) error {
+	e.mu.Lock()
+	e.closed = true
+	e.mu.Unlock()
+	e.cancel()
+	e.campaigns.Wait()
+	e.mu.Lock()
+	ld := e.leading
+	e.mu.Unlock()
+	var err error
+	if ld != nil {
+		err = ld.Resign(ctx)
+	}
+	e.mu.Lock()
+	e.stopped = true
+	e.mu.Unlock()
+	e.background.Wait()
+	e.pool.Close()
+	return err
+}

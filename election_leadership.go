@@ -1,0 +1,142 @@
+package advisorylock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+)
+
+// A Leadership is a candidate's term as leader, returned by
+// Election.Campaign. It is safe for concurrent use.
+type Leadership struct {
+	e    *Election
+	lock *Lock
+	cand Candidate
+
+	mu       sync.Mutex // serializes Resign
+	unlocked bool       // Resign has tried pg_advisory_unlock
+	released bool       // the server is known to hold nothing for it
+}
+
+// Done returns a channel that is closed when the leadership ends: resigned,
+// closed, or lost. A loss is noticed as a lost Lock is (see Lock.Done): a
+// session the server ended within moments, a silent network within two thirds
+// of the lease (see WithLease).
+func (ld *Leadership) Done() <-chan struct{} { return ld.lock.Done() }
+
+// Err returns nil while the candidate leads. Once Done is closed, it returns
+// an error matching ErrLockLost if the leadership was lost, or ErrNotHeld if it
+// was resigned.
+func (ld *Leadership) Err() error { return ld.lock.Err() }
+
+// Identity returns the leader's identity.
+func (ld *Leadership) Identity() string { return ld.cand.Identity }
+
+// Candidate returns the leader as Election.Leader reports it while it leads:
+// its identity and its session's server process.
+func (ld *Leadership) Candidate() Candidate { return ld.cand }
+
+// Resign gives up the leadership, so that a waiting candidate can win, and
+// reports whether the server is known to hold nothing for it any more.
+//
+// It blocks for one round trip (pg_advisory_unlock). When that fails, the
+// connection is closed, which ends the session and with it the lock, and
+// Resign confirms it from another session: it asks the server whether the old
+// session still holds the election lock and, if so, ends it
+// (pg_terminate_backend, waiting up to 5s for it to exit; it is the
+// candidate's own session, found by process id and identity). The same
+// confirmation follows a leadership that was lost, whose session the server
+// may keep after a network failure until the lease runs out.
+//
+// Resign returns nil once the release is confirmed, and nil on every later
+// call. Otherwise it returns an error (matching context.Canceled or
+// context.DeadlineExceeded when ctx ended it) and may be called again: a
+// retry does not unlock again but repeats the confirmation, which needs the
+// server to be reachable. Whatever Resign returns, the candidate no longer
+// leads (Done is closed).
+func (ld *Leadership) Resign(ctx context.Context) error {
+	if ld == nil {
+		return fmt.Errorf("%w: nil leadership", ErrInvalidArgument)
+	}
+	ld.mu.Lock()
+	defer ld.mu.Unlock()
+	if ld.released {
+		return nil
+	}
+	var unlockErr error
+	if !ld.unlocked {
+		ld.unlocked = true
+		if unlockErr = ld.lock.Unlock(ctx); unlockErr == nil {
+			ld.released = true
+			ld.e.announce()
+			return nil
+		}
+	}
+	if err := ld.e.endSession(ctx, ld.cand); err != nil {
+		if unlockErr != nil {
+			return ld.e.errorf("resign", unlockErr, err)
+		}
+		return ld.e.errorf("resign", err)
+	}
+	ld.released = true
+	ld.e.announce()
+	return nil
+}
+
+// endSessionSQL ends the session pid if it still holds the election lock
+// under the candidate's identity, waiting for it to exit, and says whether the
+// lock is free of it. No row matches once the session is gone.
+const endSessionSQL = `select coalesce(bool_and(pg_catalog.pg_terminate_backend(l.pid, $6)), true)
+from pg_catalog.pg_locks l join pg_catalog.pg_stat_activity a on a.pid = l.pid
+where l.locktype = 'advisory' and l.granted
+	and l.database = (select oid from pg_catalog.pg_database where datname = pg_catalog.current_database())
+	and l.classid::int8 = $1 and l.objid::int8 = $2 and l.objsubid = $3
+	and l.pid = $4 and a.application_name = $5`
+
+// errSessionAlive is the cause when a stale session outlived the wait for it
+// to exit.
+var errSessionAlive = errors.New("the old session still holds the lock")
+
+// endSession makes sure the server no longer holds the election lock for the
+// session of c.
+func (e *Election) endSession(ctx context.Context, c Candidate) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if c.PID == 0 {
+		return nil // the session ended before its process id was read
+	}
+	classid, objid, subid := lockTag(e.key)
+	var gone bool
+	err := e.pool.QueryRow(ctx, endSessionSQL, classid, objid, subid, c.PID, c.Identity,
+		terminateWait.Milliseconds()).Scan(&gone)
+	switch {
+	case err != nil:
+		return fmt.Errorf("confirming the release: %w", err)
+	case !gone:
+		return errSessionAlive
+	}
+	return nil
+}
+
+// lockTag returns how pg_locks shows key: classid, objid and objsubid.
+func lockTag(k Key) (classid, objid int64, subid int) {
+	if k.pair {
+		return int64(uint32(k.k1)), int64(uint32(k.k2)), 2
+	}
+	return int64(uint32(uint64(k.k) >> 32)), int64(uint32(k.k)), 1
+}
+
+// heldPID returns the server process of a held session lock's connection.
+// It reads under the lock's mutex: a loss or a release leaves stateHeld under
+// that mutex before it closes or returns the connection, so the connection
+// cannot go away during the read.
+func heldPID(l *Lock) (int32, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.state != stateHeld {
+		return 0, false
+	}
+	return int32(l.conn.Conn().PgConn().PID()), true
+}

@@ -1,0 +1,44 @@
+// Package pgtest provides PostgreSQL servers and fault injection for the
+// module's tests.
+//
+// A test package wires it in through TestMain:
+//
+//	func TestMain(m *testing.M) { pgtest.Main(m) }
+//
+// and each test that needs a database asks for the package's server:
+//
+//	srv := pgtest.Require(t)
+//	dsn := srv.CreateDatabase(t)
+//
+// # Where servers come from
+//
+// Start finds a server in one of three ways, in this order:
+//
+//   - env: the DSN in ADVISORYLOCK_TEST_DSN, used as it is.
+//   - local: a throwaway cluster made by initdb in a temporary directory and
+//     run by postgres as a child of the test binary. The binaries are taken
+//     from ADVISORYLOCK_TEST_PGBIN, else the newest
+//     /usr/lib/postgresql/*/bin, else pg_config --bindir, else PATH. As root,
+//     they run as the postgres OS user, since they refuse to run as root.
+//   - docker: a postgres:15 container, when a Docker engine answers a ping.
+//
+// Servers started by the harness listen on 127.0.0.1 only, with fsync off,
+// and require a random password from TCP clients (SCRAM), so tests can check
+// that the password never leaks into errors or logs.
+//
+// A local server cannot outlive the test binary: it gets SIGQUIT (an
+// immediate shutdown) when the binary dies, even by SIGKILL. Its temporary
+// directory, named pgtest-*, is then left behind, and removed by the next
+// Start of a local server.
+//
+// # Missing servers
+//
+// When no server can be had, tests calling Require skip, unless Required
+// reports that the run must have one (CI=true or
+// ADVISORYLOCK_TEST_REQUIRE_DB=1); then the run fails.
+//
+// # Fault injection
+//
+// Proxy is a loopback TCP forwarder that can freeze (a silent network) and
+// cut (abrupt resets) the connections passing through it.
+package pgtest

@@ -1,0 +1,66 @@
+package advisorylockotel
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+
+	"go.opentelemetry.io/otel/attribute"
+)
+
+// Span names. They name the operation only, never a lock, so they stay few.
+const (
+	// AcquireSpanName is the name of the span of an acquisition: Lock,
+	// TryLock, or WithLock's wait.
+	AcquireSpanName = "advisorylock.acquire"
+	// HoldSpanName is the name of the span of a held lock, from acquisition to
+	// release or loss.
+	HoldSpanName = "advisorylock.hold"
+)
+
+// Attribute keys of this instrumentation. The database is also recorded with
+// the semantic convention db.system.name = "postgresql", and failures with
+// error.type and, for server errors, db.response.status_code.
+const (
+	// LockNameKey is the lock's name, recorded with LockNameFull.
+	LockNameKey = attribute.Key("advisorylock.lock.name")
+	// LockNameHashKey is HashLockName of the lock's name, recorded with
+	// LockNameHashed (the default).
+	LockNameHashKey = attribute.Key("advisorylock.lock.name_hash")
+	// LockKeyKey is the lock's key as advisorylock.Key.String formats it:
+	// "(k1,k2)" for a pair key, as pg_locks shows it in classid and objid, or
+	// the decimal bigint.
+	LockKeyKey = attribute.Key("advisorylock.lock.key")
+	// LockModeKey is the lock's mode: "exclusive" or "shared".
+	LockModeKey = attribute.Key("advisorylock.lock.mode")
+	// LockScopeKey is the lock's scope: "session" or "transaction".
+	LockScopeKey = attribute.Key("advisorylock.lock.scope")
+	// TryKey is true for TryLock, which never waits.
+	TryKey = attribute.Key("advisorylock.try")
+	// TimeoutKey is the bound on an acquisition's wait, in seconds, when there
+	// is one: the earlier of WithTimeout and the context's deadline.
+	TimeoutKey = attribute.Key("advisorylock.timeout_seconds")
+	// OutcomeKey is how an acquisition ended, as advisorylock.Outcome.String
+	// says: "acquired", "busy", "timeout", "canceled" or "error".
+	OutcomeKey = attribute.Key("advisorylock.outcome")
+	// WaitKey is the time an acquisition took, in seconds, round trips
+	// included.
+	WaitKey = attribute.Key("advisorylock.wait_seconds")
+	// HeldKey is the time a lock was held, in seconds, until it was released
+	// or its loss noticed.
+	HeldKey = attribute.Key("advisorylock.held_seconds")
+	// LostKey is true on a hold span whose lock was lost, and absent
+	// otherwise.
+	LostKey = attribute.Key("advisorylock.lost")
+)
+
+// LostEventName is the name of the event added to a hold span when its lock
+// is lost.
+const LostEventName = "advisorylock.lost"
+
+// HashLockName returns the hash recorded for name under LockNameHashed: the
+// first 16 hexadecimal digits of the SHA-256 of its UTF-8 bytes, as
+// `printf %s "$name" | sha256sum | cut -c1-16` prints them.
+func HashLockName(name string) string {
+	sum := sha256.Sum256([]byte(name))
+	return hex.EncodeToString(sum[:8])
+}
