@@ -11,6 +11,8 @@ import (
 // A Holder is a session that holds or awaits an advisory lock, as the server
 // sees it (pg_locks joined with pg_stat_activity).
 type Holder struct {
+	// Key is the lock's key: for a set, which of its keys this row is about.
+	Key Key
 	// PID is the server process of the session (pg_backend_pid()).
 	PID int32
 	// ApplicationName is the session's application_name: for a leader
@@ -24,48 +26,66 @@ type Holder struct {
 	Mode Mode
 	// Granted is true for a holder and false for a waiter.
 	Granted bool
-	// Since is, for a waiter, when its wait began; for a holder, when its
-	// session last changed state, which for a session-scoped lock of this
-	// package, idle while held, is when the lock was granted.
+	// Since is, for a waiter, when its wait began. The server does not
+	// record when a lock was granted: for a holder in a transaction
+	// (transaction scope) Since is when the transaction began, which is
+	// when the lock was asked for; for a session-scoped holder it is when
+	// the session last ran a statement, which for a lock of this package is
+	// its last keepalive probe, at most one interval ago.
 	Since time.Time
 }
 
-// holdersSQL lists the sessions holding or awaiting one advisory lock of the
-// current database, holders first, then waiters in the order they came.
-// pg_locks shows the key as two unsigned oids and a key-space marker.
-const holdersSQL = `select l.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, ''),
-	coalesce(host(a.client_addr), ''), l.mode = 'ShareLock', l.granted, coalesce(l.waitstart, a.state_change, now())
+// holdersSQL lists the sessions holding or awaiting the advisory locks of the
+// current database whose keys are given as three arrays, holders first, then
+// waiters in the order they came. pg_locks shows a key as two unsigned oids
+// and a key-space marker: 1 for a bigint key, 2 for a pair of int4.
+const holdersSQL = `select l.classid::int8, l.objid::int8, l.objsubid, l.pid, coalesce(a.application_name, ''),
+	coalesce(a.usename::text, ''), coalesce(host(a.client_addr), ''), l.mode = 'ShareLock', l.granted,
+	coalesce(l.waitstart, a.xact_start, a.state_change, now())
 from pg_catalog.pg_locks l left join pg_catalog.pg_stat_activity a on a.pid = l.pid
-where l.locktype = 'advisory'
+where l.locktype = 'advisory' and l.pid is not null
 	and l.database = (select oid from pg_catalog.pg_database where datname = current_database())
-	and l.classid::int8 = $1 and l.objid::int8 = $2 and l.objsubid = $3
-order by l.granted desc, 7, l.pid`
+	and (l.classid::int8, l.objid::int8, l.objsubid::int4) in (select * from unnest($1::int8[], $2::int8[], $3::int4[]))
+order by l.granted desc, 10, l.pid`
 
-// Holders lists the sessions that hold or await key in the database pool
-// connects to, holders first. It blocks for one query and fails with the
-// query's error, or with ErrNilPool. It needs PostgreSQL 14 or later.
-func Holders(ctx context.Context, pool *pgxpool.Pool, key Key) ([]Holder, error) {
+// Holders lists the sessions that hold or await any of keys in the database
+// pool connects to, holders first. It blocks for one query and fails with the
+// query's error, or with ErrNilPool. It needs PostgreSQL 14 or later. A
+// session that ends while the query runs may be listed without its
+// application name, user and address.
+func Holders(ctx context.Context, pool *pgxpool.Pool, keys ...Key) ([]Holder, error) {
 	if pool == nil {
 		return nil, ErrNilPool
 	}
-	var classid, objid uint32
-	subid := 1
-	if key.pair {
-		classid, objid, subid = uint32(key.k1), uint32(key.k2), 2
-	} else {
-		classid, objid = uint32(uint64(key.k)>>32), uint32(key.k)
+	classids := make([]int64, len(keys))
+	objids := make([]int64, len(keys))
+	subids := make([]int32, len(keys))
+	for i, k := range keys {
+		if k.pair {
+			classids[i], objids[i], subids[i] = int64(uint32(k.k1)), int64(uint32(k.k2)), 2
+		} else {
+			classids[i], objids[i], subids[i] = int64(uint64(k.k)>>32), int64(uint32(k.k)), 1
+		}
 	}
-	rows, err := pool.Query(ctx, holdersSQL, int64(classid), int64(objid), subid)
+	rows, err := pool.Query(ctx, holdersSQL, classids, objids, subids)
 	if err != nil {
-		return nil, fmt.Errorf("advisorylock: holders of key %s: %w", key, err)
+		return nil, fmt.Errorf("advisorylock: holders: %w", err)
 	}
 	defer rows.Close()
 	var hs []Holder
 	for rows.Next() {
 		var h Holder
+		var classid, objid int64
+		var subid int32
 		var shared bool
-		if err := rows.Scan(&h.PID, &h.ApplicationName, &h.User, &h.ClientAddr, &shared, &h.Granted, &h.Since); err != nil {
-			return nil, fmt.Errorf("advisorylock: holders of key %s: %w", key, err)
+		if err := rows.Scan(&classid, &objid, &subid, &h.PID, &h.ApplicationName, &h.User, &h.ClientAddr,
+			&shared, &h.Granted, &h.Since); err != nil {
+			return nil, fmt.Errorf("advisorylock: holders: %w", err)
+		}
+		if subid == 2 {
+			h.Key = PairKey(int32(uint32(classid)), int32(uint32(objid)))
+		} else {
+			h.Key = Int64Key(int64(uint64(classid)<<32 | uint64(objid)))
 		}
 		if shared {
 			h.Mode = ModeShared
@@ -73,13 +93,13 @@ func Holders(ctx context.Context, pool *pgxpool.Pool, key Key) ([]Holder, error)
 		hs = append(hs, h)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("advisorylock: holders of key %s: %w", key, err)
+		return nil, fmt.Errorf("advisorylock: holders: %w", err)
 	}
 	return hs, nil
 }
 
-// Holders lists the sessions that hold or await m's lock, as the package
-// function Holders does.
+// Holders lists the sessions that hold or await m's lock (for a set, any of
+// its keys), as the package function Holders does.
 func (m *Mutex) Holders(ctx context.Context) ([]Holder, error) {
 	if m == nil {
 		return nil, ErrNilMutex
@@ -87,5 +107,5 @@ func (m *Mutex) Holders(ctx context.Context) ([]Holder, error) {
 	if m.err != nil {
 		return nil, m.err
 	}
-	return Holders(ctx, m.pool, m.key)
+	return Holders(ctx, m.pool, m.keys...)
 }

@@ -1,0 +1,105 @@
+package advisorylock_test
+
+import (
+	"context"
+	"errors"
+	"math"
+	"testing"
+	"time"
+
+	"github.com/advisorylock/advisorylock"
+)
+
+// Holders lists holders before waiters, with the sessions' identities, for
+// every kind of key.
+func TestHolders(t *testing.T) {
+	dsn := testDB(t)
+	holderPool := newPool(t, dsn, appName("the-holder"))
+	waiterPool := newPool(t, dsn, appName("the-waiter"))
+	admin := newPool(t, dsn)
+	for _, key := range []advisorylock.Key{
+		advisorylock.KeyFromName("report"),
+		advisorylock.PairKey(math.MinInt32, -1),
+		advisorylock.Int64Key(math.MinInt64 + 7),
+		advisorylock.Int64Key(1<<32 + 5),
+	} {
+		t.Run(key.String(), func(t *testing.T) {
+			before := time.Now()
+			l, err := advisorylock.NewWithKey(holderPool, key, advisorylock.Shared()).Lock(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Unlock(context.Background())
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			errc := make(chan error, 1)
+			go func() {
+				_, err := advisorylock.NewWithKey(waiterPool, key).Lock(ctx)
+				errc <- err
+			}()
+			awaitWaiters(t, admin, 1)
+
+			hs, err := advisorylock.Holders(t.Context(), admin, key, advisorylock.Int64Key(42))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(hs) != 2 {
+				t.Fatalf("Holders = %+v; want a holder and a waiter", hs)
+			}
+			h, w := hs[0], hs[1]
+			if !h.Granted || h.Mode != advisorylock.ModeShared || h.ApplicationName != "the-holder" || h.Key != key {
+				t.Errorf("first = %+v; want the shared holder of %v named the-holder", h, key)
+			}
+			if w.Granted || w.Mode != advisorylock.ModeExclusive || w.ApplicationName != "the-waiter" || w.Key != key {
+				t.Errorf("second = %+v; want the exclusive waiter for %v named the-waiter", w, key)
+			}
+			for _, x := range hs {
+				if x.PID == 0 || x.User == "" || x.ClientAddr != "127.0.0.1" {
+					t.Errorf("%+v: want a pid, a user and the client address 127.0.0.1", x)
+				}
+				if x.Since.Before(before.Add(-time.Second)) || x.Since.After(time.Now().Add(time.Second)) {
+					t.Errorf("%+v: Since %v; want during the test (clocks within 1s)", x, x.Since)
+				}
+			}
+			cancel()
+			if err := <-errc; !errors.Is(err, context.Canceled) {
+				t.Fatalf("waiter: %v; want context.Canceled", err)
+			}
+		})
+	}
+}
+
+// A set's Holders covers each of its keys.
+func TestMutexHolders_set(t *testing.T) {
+	dsn := testDB(t)
+	pool := newPool(t, dsn)
+	m := advisorylock.NewSet(pool, []string{"a", "b", "c"})
+	hs, err := m.Holders(t.Context())
+	if err != nil || len(hs) != 0 {
+		t.Fatalf("Holders of a free set = %+v, %v; want none", hs, err)
+	}
+	l, err := m.Lock(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock(context.Background())
+	hs, err = advisorylock.NewSet(newPool(t, dsn), []string{"c", "b", "a"}).Holders(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[advisorylock.Key]bool{}
+	for _, h := range hs {
+		seen[h.Key] = true
+		if h.PID != hs[0].PID || !h.Granted {
+			t.Errorf("%+v: want a granted lock of the one holding session %d", h, hs[0].PID)
+		}
+	}
+	for _, k := range m.Keys() {
+		if !seen[k] {
+			t.Errorf("Holders = %+v; want key %v listed", hs, k)
+		}
+	}
+	if len(hs) != 3 {
+		t.Errorf("Holders listed %d rows; want 3", len(hs))
+	}
+}
