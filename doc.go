@@ -21,6 +21,13 @@
 // connection survives. A cancelled context is passed on to the server as a
 // cancel request, so cancelling costs no reconnect either.
 //
+// Goroutines of one process that wait for the same key, in the same mode, on
+// the same pool queue in the process, first come first served, behind the one
+// that waits in the server: 200 goroutines waiting for one lock spend one
+// pooled connection, not the whole pool. NewSet takes several keys together on
+// one connection, always in the same order, so overlapping sets cannot
+// deadlock.
+//
 // # Sessions, connections and the pool
 //
 // A session-scoped lock (the default) belongs to a database session, so a

@@ -183,7 +183,7 @@ type Lock struct {
 
 	mu     sync.Mutex
 	state  lockState
-	err    error // why the lock ended, once it has
+	err    error // why the lock was lost, once it was
 	done   chan struct{}
 	onLost context.CancelCauseFunc // WithLock's context, cancelled on loss
 	watch  *watcher
@@ -206,6 +206,9 @@ func (l *Lock) Done() <-chan struct{} { return l.done }
 func (l *Lock) Err() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.state == stateReleased {
+		return l.m.errorf("lock", ErrNotHeld)
+	}
 	return l.err
 }
 

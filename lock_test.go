@@ -72,8 +72,19 @@ func TestUnlock_twice(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if err := l.Err(); err != nil {
+				t.Errorf("Err while held = %v; want nil", err)
+			}
 			if err := l.Unlock(t.Context()); err != nil {
 				t.Fatal(err)
+			}
+			select {
+			case <-l.Done():
+			default:
+				t.Error("Done not closed after Unlock")
+			}
+			if err := l.Err(); !errors.Is(err, advisorylock.ErrNotHeld) || errors.Is(err, advisorylock.ErrLockLost) {
+				t.Errorf("Err after Unlock = %v; want ErrNotHeld", err)
 			}
 			if err := l.Unlock(t.Context()); !errors.Is(err, advisorylock.ErrNotHeld) {
 				t.Errorf("second Unlock = %v; want ErrNotHeld", err)

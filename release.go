@@ -100,14 +100,17 @@ func (l *Lock) endTx(ctx context.Context, commit bool) error {
 // finish marks a released lock, closes Done and reports HoldEnd, preceded by
 // LockLost when the release found the lock lost.
 func (l *Lock) finish(err error) {
+	lost := errors.Is(err, ErrLockLost)
 	l.mu.Lock()
 	l.state = stateReleased
-	l.err = l.m.errorf("unlock", ErrNotHeld)
+	if lost {
+		l.state, l.err = stateLost, err
+	}
 	l.mu.Unlock()
 	l.leaveGate()
 	close(l.done)
 	if l.m.hooks != nil && !l.acquired.IsZero() {
-		held, lost := time.Since(l.acquired), errors.Is(err, ErrLockLost)
+		held := time.Since(l.acquired)
 		if lost {
 			l.m.hooks.LockLost(l.hctx, l, LostData{Held: held, Err: err})
 		}
@@ -124,7 +127,6 @@ func (l *Lock) abandon() {
 		return
 	}
 	l.state = stateReleased
-	l.err = l.m.errorf("unlock", ErrNotHeld)
 	l.mu.Unlock()
 	l.stopWatch()
 	destroy(l.conn)
