@@ -26,12 +26,15 @@ type Holder struct {
 	Mode Mode
 	// Granted is true for a holder and false for a waiter.
 	Granted bool
-	// Since is, for a waiter, when its wait began. The server does not
-	// record when a lock was granted: for a holder in a transaction
-	// (transaction scope) Since is when the transaction began, which is
-	// when the lock was asked for; for a session-scoped holder it is when
-	// the session last ran a statement, which for a lock of this package is
-	// its last keepalive probe, at most one interval ago.
+	// Since is, for a waiter, when its wait began. For a holder: the server
+	// does not record when a lock was granted. For a session-scoped lock of
+	// this package, Since is when it was granted (its keepalive probe says
+	// so); for a holder in a transaction (transaction scope), when the
+	// transaction began, which is when the lock was asked for; for other
+	// session-level holders, when the session last ran a statement. The
+	// statement and transaction times are visible to superusers, members of
+	// pg_read_all_stats and the session's own user; for others Since is the
+	// time of the query.
 	Since time.Time
 }
 
@@ -41,7 +44,8 @@ type Holder struct {
 // and a key-space marker: 1 for a bigint key, 2 for a pair of int4.
 const holdersSQL = `select l.classid::int8, l.objid::int8, l.objsubid, l.pid, coalesce(a.application_name, ''),
 	coalesce(a.usename::text, ''), coalesce(host(a.client_addr), ''), l.mode = 'ShareLock', l.granted,
-	coalesce(l.waitstart, a.xact_start, a.state_change, now())
+	coalesce(l.waitstart, a.xact_start, case when a.state = 'idle' and a.query ~ '^` + probePrefix + `[0-9T:.Z-]+$'
+		then substr(a.query, length('` + probePrefix + `') + 1)::timestamptz end, a.state_change, now())
 from pg_catalog.pg_locks l left join pg_catalog.pg_stat_activity a on a.pid = l.pid
 where l.locktype = 'advisory' and l.pid is not null
 	and l.database = (select oid from pg_catalog.pg_database where datname = current_database())

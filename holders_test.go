@@ -103,3 +103,46 @@ func TestMutexHolders_set(t *testing.T) {
 		t.Errorf("Holders listed %d rows; want 3", len(hs))
 	}
 }
+
+// A session-scoped holder's Since is when the lock was granted, also after
+// keepalive probes have run on its session.
+func TestHolders_sinceGranted(t *testing.T) {
+	dsn := testDB(t)
+	pool := newPool(t, dsn, appName("prober"))
+	admin := newPool(t, dsn)
+	m := advisorylock.New(pool, "since", advisorylock.WithKeepalive(50*time.Millisecond))
+	before := time.Now()
+	l, err := m.Lock(t.Context())
+	after := time.Now()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock(context.Background())
+	// Await a probe that ran well after the grant.
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for {
+		var probed bool
+		if err := admin.QueryRow(ctx, `select coalesce(bool_or(query like '-- advisorylock%' and state_change > $1), false)
+			from pg_stat_activity where application_name = 'prober'`, after.Add(100*time.Millisecond)).Scan(&probed); err != nil {
+			t.Fatal(err)
+		}
+		if probed {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatal("no keepalive probe seen on the holder's session")
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	hs, err := m.Holders(t.Context())
+	if err != nil || len(hs) != 1 {
+		t.Fatalf("Holders = %+v, %v; want one holder", hs, err)
+	}
+	// The server's clock is this machine's; allow a little for rounding.
+	const slack = 5 * time.Millisecond
+	if s := hs[0].Since; s.Before(before.Add(-slack)) || s.After(after.Add(slack)) {
+		t.Errorf("Since = %v; want the grant, between %v and %v", s, before, after)
+	}
+}

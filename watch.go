@@ -17,6 +17,7 @@ var errSilent = errors.New("the server did not answer the keepalive probe")
 
 // watcher is the goroutine that watches a held session lock's connection.
 type watcher struct {
+	since  time.Time // when the lock was granted
 	timer  *time.Timer
 	cancel context.CancelFunc // stops the watching, set once it runs
 	done   chan struct{}      // closed when the goroutine has stopped
@@ -24,7 +25,10 @@ type watcher struct {
 
 // startWatch arms the watcher of a session lock just acquired.
 func (l *Lock) startWatch() {
-	w := &watcher{}
+	w := &watcher{since: l.acquired}
+	if w.since.IsZero() {
+		w.since = time.Now()
+	}
 	l.watch = w
 	w.timer = time.AfterFunc(watchDelay, l.runWatch)
 }
@@ -72,6 +76,7 @@ func (l *Lock) runWatch() {
 func (l *Lock) monitor(ctx context.Context) error {
 	pg := l.conn.Conn().PgConn()
 	interval := l.m.cfg.keepalive
+	probe := ""
 	for {
 		wctx, cancel := ctx, context.CancelFunc(func() {})
 		if interval > 0 {
@@ -89,8 +94,11 @@ func (l *Lock) monitor(ctx context.Context) error {
 			return err // the connection failed
 		}
 		// Idle for a whole interval: make sure the server is still there.
+		if probe == "" {
+			probe = probeSQL(l.watch.since)
+		}
 		pctx, cancel := context.WithTimeout(context.Background(), interval)
-		err = pg.Ping(pctx)
+		err = pg.Exec(pctx, probe).Close()
 		cancel()
 		if err != nil {
 			if pctx.Err() != nil {
@@ -99,4 +107,15 @@ func (l *Lock) monitor(ctx context.Context) error {
 			return err
 		}
 	}
+}
+
+// probePrefix starts the keepalive probe: a statement that is only a comment,
+// which the server answers at once without running anything. The session's
+// last statement shows in pg_stat_activity.query, and pg_locks does not say
+// when a lock was granted, so the probe says it, for Holders.
+const probePrefix = "-- advisorylock: held since "
+
+// probeSQL returns the probe of a lock granted at since.
+func probeSQL(since time.Time) string {
+	return probePrefix + since.UTC().Format(time.RFC3339Nano)
 }
