@@ -205,16 +205,23 @@ func (m *Mutex) acquireSession(ctx context.Context, conn *pgxpool.Conn, bound ti
 		args = append(append(make([]any, 0, 4), args...), int64(c.PgConn().PID()))
 	}
 	err, interrupted := runInterruptible(ctx, c.PgConn(), bound, m.grace(), func(qctx context.Context) error {
+		var tag pgconn.CommandTag
+		var err error
 		switch {
 		case try:
 			return scanBools(c.QueryRow(qctx, m.sql.try, args...), m.sql.n, &ok)
 		case bound > 0 && bound <= maxLockTimeout:
-			ok = true
-			return c.QueryRow(qctx, m.sql.lockTimeout, append(args, timeoutMillis(bound))...).Scan(m.sql.voidsTimeout...)
+			tag, err = c.Exec(qctx, m.sql.lockTimeout, append(args, timeoutMillis(bound))...)
 		default:
-			ok = true
-			return c.QueryRow(qctx, m.sql.lock, args...).Scan(m.sql.voids...)
+			tag, err = c.Exec(qctx, m.sql.lock, args...)
 		}
+		// The lock call returns one row, or none when the pooler guard
+		// kept it from running.
+		ok = err == nil
+		if ok && tag.RowsAffected() == 0 {
+			return pgx.ErrNoRows
+		}
+		return err
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		// The backend is not the connection's own: nothing was locked.

@@ -37,13 +37,18 @@ var gates = struct {
 	m  map[gateKey]*gate
 }{m: make(map[gateKey]*gate)}
 
+// unusedGates recycles gates: an uncontended lock opens and forgets one per
+// acquisition. A forgotten gate's token channel is empty (every goroutine that
+// put a token in took it out again when it left).
+var unusedGates = sync.Pool{New: func() any { return &gate{token: make(chan struct{}, 1)} }}
+
 // openGate returns m's gate, counting a reference to it.
 func (m *Mutex) openGate() *gate {
 	k := gateKey{m.pool, m.key, m.cfg.mode}
 	gates.mu.Lock()
 	g := gates.m[k]
 	if g == nil {
-		g = &gate{token: make(chan struct{}, 1)}
+		g = unusedGates.Get().(*gate)
 		gates.m[k] = g
 	}
 	g.refs++
@@ -56,6 +61,7 @@ func (m *Mutex) closeGate(g *gate) {
 	gates.mu.Lock()
 	if g.refs--; g.refs == 0 {
 		delete(gates.m, gateKey{m.pool, m.key, m.cfg.mode})
+		unusedGates.Put(g)
 	}
 	gates.mu.Unlock()
 }

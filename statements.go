@@ -12,11 +12,8 @@ import (
 // statement, key after key in a fixed order (see sortKeys), so that two
 // callers locking overlapping sets cannot deadlock.
 type statements struct {
-	args  []any // the keys, as arguments
-	n     int   // how many keys
-	voids []any // scan destinations for the results of a lock call
-	// voidsTimeout likewise, for a lock call with lock_timeout
-	voidsTimeout []any
+	args []any // the keys, as arguments
+	n    int   // how many keys
 
 	// Session scope, extended protocol, with the keys and the expected
 	// backend pid as arguments.
@@ -110,7 +107,7 @@ func newStatements(keys []Key, mode Mode, scope Scope, checkBackend bool) statem
 	if mode == ModeShared {
 		shared = "_shared"
 	}
-	s := statements{n: len(keys), voids: make([]any, len(keys)), voidsTimeout: make([]any, len(keys)+1)}
+	s := statements{n: len(keys)}
 	for _, k := range keys {
 		s.args = append(s.args, k.args()...)
 	}

@@ -3,6 +3,7 @@ package advisorylock
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 )
 
@@ -12,15 +13,34 @@ import (
 // moment the watcher starts, since the closed connection reads at once.
 const watchDelay = 20 * time.Millisecond
 
+// armTick is the least time between two rounds of the armer: watchers start
+// between watchDelay and watchDelay+armTick after their lock was granted.
+const armTick = 5 * time.Millisecond
+
 // errSilent is the cause of a loss noticed by the probe.
 var errSilent = errors.New("the server did not answer the keepalive probe")
 
 // watcher is the goroutine that watches a held session lock's connection.
 type watcher struct {
-	since  time.Time // when the lock was granted
-	timer  *time.Timer
+	since  time.Time          // when the lock was granted
 	cancel context.CancelFunc // stops the watching, set once it runs
 	done   chan struct{}      // closed when the goroutine has stopped
+}
+
+// arming queues the session locks whose watchers are still to start, in the
+// order they were granted. One goroutine, the armer, runs while the queue is
+// not empty and starts the watchers that are due: a lock costs an append
+// here, not a timer of its own, whose arming and stopping would wake the
+// runtime's network poller on every lock.
+var arming struct {
+	mu      sync.Mutex
+	queue   []armedLock
+	running bool // the armer is running
+}
+
+type armedLock struct {
+	l   *Lock
+	due time.Time
 }
 
 // startWatch arms the watcher of a session lock just acquired.
@@ -30,7 +50,52 @@ func (l *Lock) startWatch() {
 		w.since = time.Now()
 	}
 	l.watch = w
-	w.timer = time.AfterFunc(watchDelay, l.runWatch)
+	arming.mu.Lock()
+	arming.queue = append(arming.queue, armedLock{l, w.since.Add(watchDelay)})
+	start := !arming.running
+	arming.running = true
+	arming.mu.Unlock()
+	if start {
+		go armer()
+	}
+}
+
+// armer starts the watchers that are due, in rounds at least armTick apart,
+// and returns when none is left to start. A lock released before its watcher
+// starts is dropped by runWatch.
+func armer() {
+	var due []armedLock
+	for {
+		arming.mu.Lock()
+		q := arming.queue
+		if len(q) == 0 {
+			arming.running = false
+			arming.mu.Unlock()
+			return
+		}
+		now := time.Now()
+		n := 0
+		for n < len(q) && !q[n].due.After(now) {
+			n++
+		}
+		due = append(due[:0], q[:n]...)
+		rest := copy(q, q[n:])
+		clear(q[rest:])
+		arming.queue = q[:rest]
+		var wait time.Duration
+		if rest > 0 {
+			wait = max(q[0].due.Sub(now), armTick)
+		}
+		arming.mu.Unlock()
+
+		for i, a := range due {
+			go a.l.runWatch()
+			due[i] = armedLock{}
+		}
+		if wait > 0 {
+			time.Sleep(wait)
+		}
+	}
 }
 
 // stopWatch stops the watcher and waits until it no longer uses the
@@ -38,7 +103,7 @@ func (l *Lock) startWatch() {
 // so a watcher that has not started yet never will.
 func (l *Lock) stopWatch() {
 	w := l.watch
-	if w == nil || w.timer.Stop() {
+	if w == nil {
 		return
 	}
 	l.mu.Lock()
@@ -54,15 +119,15 @@ func (l *Lock) stopWatch() {
 // which returns at once when the server ends the session, and probes it once
 // per keepalive interval, which notices a network that went silent.
 func (l *Lock) runWatch() {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan struct{})
-	defer close(done)
 	l.mu.Lock()
 	if l.state != stateHeld {
 		l.mu.Unlock()
 		return
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	defer close(done)
 	l.watch.cancel, l.watch.done = cancel, done
 	l.mu.Unlock()
 
