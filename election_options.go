@@ -24,9 +24,14 @@ const (
 // (NAMEDATALEN - 1); it silently truncates longer ones.
 const maxIdentityLen = 63
 
-// minLease is the shortest lease: the server's idle_session_timeout counts
-// whole milliseconds, and the leader probes three times per lease.
-const minLease = 3 * time.Millisecond
+// minLease is the shortest lease: the leader's first probe must reach the
+// server within it, and a lock's watcher starts some 20-25ms after the grant
+// (then probes every third of the lease).
+const minLease = 100 * time.Millisecond
+
+// maxLease is the longest lease: the server's idle_session_timeout is an int4
+// of milliseconds.
+const maxLease = (1<<31 - 1) * time.Millisecond
 
 // An ElectionOption configures an Election. Options are applied in order; a
 // later option overrides an earlier one. A nil ElectionOption is ignored.
@@ -109,8 +114,9 @@ func WithIdentity(id string) ElectionOption {
 // The default is DefaultLease (9s). Zero turns both off: a silent network is
 // then noticed only when the operating systems give up on the connection, and
 // the server may keep a vanished leader's lock for hours (the server's
-// tcp_keepalives_* settings). A negative d, or one below 3ms, makes every
-// call of the Election fail with an error matching ErrInvalidArgument.
+// tcp_keepalives_* settings). A negative d, or one below 100ms or above
+// about 24.8 days (2^31-1 ms), makes every call of the Election fail with an
+// error matching ErrInvalidArgument.
 func WithLease(d time.Duration) ElectionOption {
 	return electionOptionFunc(func(c *electionConfig) {
 		switch {
@@ -118,6 +124,8 @@ func WithLease(d time.Duration) ElectionOption {
 			c.fail(fmt.Errorf("%w: WithLease(%v)", ErrInvalidDuration, d))
 		case d > 0 && d < minLease:
 			c.fail(fmt.Errorf("%w: WithLease(%v): below %v", ErrInvalidArgument, d, minLease))
+		case d > maxLease:
+			c.fail(fmt.Errorf("%w: WithLease(%v): above %v (the server's idle_session_timeout)", ErrInvalidArgument, d, maxLease))
 		default:
 			c.lease = d
 		}

@@ -27,7 +27,9 @@ import (
 // (matching context.Canceled, context.DeadlineExceeded or ErrLockLost): that is
 // fn reporting the end of its leadership, and Run goes on. When fn panics, Run
 // resigns and the panic goes on. A campaign that fails (its connection died,
-// the server is unreachable) is retried after the retry delay. A lost
+// the server is unreachable) is retried after the retry delay; one that cannot
+// succeed where it is (ErrPooler behind a transaction pooler, ErrStandby on a
+// hot standby) ends Run with that error. A lost
 // leadership's release is confirmed before the next campaign (see
 // Leadership.Resign).
 //
@@ -54,7 +56,8 @@ func (e *Election) Run(ctx context.Context, fn func(ctx context.Context) error) 
 		if err != nil {
 			switch {
 			case ctx.Err() != nil:
-			case errors.Is(err, ErrInvalidArgument), errors.Is(err, ErrCampaigning), errors.Is(err, ErrElectionClosed):
+			case errors.Is(err, ErrInvalidArgument), errors.Is(err, ErrCampaigning), errors.Is(err, ErrElectionClosed),
+				errors.Is(err, ErrPooler), errors.Is(err, ErrStandby):
 				return err
 			default:
 				continue // its connection died, the server is away: try again

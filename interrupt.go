@@ -2,6 +2,7 @@ package advisorylock
 
 import (
 	"context"
+	"math"
 	"sync"
 	"time"
 
@@ -66,7 +67,11 @@ func runInterruptible(ctx context.Context, pg *pgconn.PgConn, bound, grace time.
 	}
 	var timer *time.Timer
 	if bound > 0 {
-		timer = time.AfterFunc(bound+grace, func() { it.interrupt(context.DeadlineExceeded) })
+		after := bound + grace
+		if after < bound {
+			after = math.MaxInt64 // a bound centuries away
+		}
+		timer = time.AfterFunc(after, func() { it.interrupt(context.DeadlineExceeded) })
 	}
 	err = stmt(qctx)
 	if stopAfter != nil {

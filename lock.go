@@ -2,6 +2,7 @@ package advisorylock
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strconv"
 	"sync"
@@ -63,7 +64,8 @@ func NewWithKey(pool *pgxpool.Pool, key Key, opts ...Option) *Mutex {
 // count once.
 //
 // Like New, it does no I/O; no names, or an empty one, is reported as
-// ErrEmptyName by every call.
+// ErrEmptyName by every call, and more than MaxSetKeys distinct keys as
+// ErrInvalidArgument.
 func NewSet(pool *pgxpool.Pool, names []string, opts ...Option) *Mutex {
 	keys := make([]Key, len(names))
 	bad := len(names) == 0
@@ -94,12 +96,19 @@ func NewSetWithKeys(pool *pgxpool.Pool, keys []Key, opts ...Option) *Mutex {
 	return newMutex(pool, keys, opts)
 }
 
+// MaxSetKeys is the most keys a set may have: a set is locked by one
+// statement with a result column per key, and PostgreSQL allows 1664.
+const MaxSetKeys = 1000
+
 func newMutex(pool *pgxpool.Pool, keys []Key, opts []Option) *Mutex {
 	keys = sortKeys(keys)
 	m := &Mutex{pool: pool, key: keys[0], keys: keys, cfg: newConfig(opts)}
 	m.err = m.cfg.err
 	if pool == nil && m.err == nil {
 		m.err = ErrNilPool
+	}
+	if len(keys) > MaxSetKeys && m.err == nil {
+		m.err = fmt.Errorf("%w: a set of %d keys; at most %d", ErrInvalidArgument, len(keys), MaxSetKeys)
 	}
 	if len(m.cfg.hooks) > 0 {
 		if hs := newHookSet(m.cfg.hooks); !hs.empty() {

@@ -51,8 +51,8 @@ func (l *Lock) release(ctx context.Context, commit bool) error {
 // unlockSession runs pg_advisory_unlock and returns the connection to the
 // pool, or destroys it when the unlock cannot be confirmed.
 func (l *Lock) unlockSession(ctx context.Context) error {
-	var ok bool
-	err := scanBools(l.conn.Conn().QueryRow(ctx, l.m.sql.unlock, l.m.sql.args...), l.m.sql.n, &ok)
+	tag, err := l.conn.Conn().Exec(ctx, l.m.sql.unlock, l.m.sql.args...)
+	ok := tag.RowsAffected() == 1
 	switch {
 	case err != nil && l.conn.Conn().IsClosed() && ctx.Err() == nil:
 		// The session is gone, and the lock with it, perhaps for a while.
@@ -82,6 +82,11 @@ func (l *Lock) endTx(ctx context.Context, commit bool) error {
 	c := l.conn.Conn()
 	if err != nil && c.IsClosed() {
 		l.conn.Release()
+		if ctx.Err() != nil {
+			// pgx closed the connection because ctx ended the statement:
+			// the session, and the lock with it, ended here, not elsewhere.
+			return l.m.errorf("unlock", err)
+		}
 		return l.m.errorf("unlock", ErrLockLost, err)
 	}
 	if err != nil && c.PgConn().TxStatus() != 'I' {

@@ -20,7 +20,7 @@ type statements struct {
 	lock        string
 	lockTimeout string // lock_timeout as the argument after the backend pid
 	try         string // one bool, or an array of n for a set
-	unlock      string // likewise
+	unlock      string // a row if every key was released, none otherwise
 
 	// Transaction scope, queued after BEGIN in one batch (one round trip).
 	xactLock        string
@@ -130,7 +130,14 @@ func newStatements(keys []Key, mode Mode, scope Scope, checkBackend bool) statem
 		// the pooled connection, and no round trip is spent resetting it.
 		s.lockTimeout = "select pg_catalog.set_config('lock_timeout', " + timeoutParam + ", true), " + lock + guard
 		s.try = "select " + boolCalls("pg_try_advisory_lock"+shared, keys) + guard
-		s.unlock = "select " + boolCalls("pg_advisory_unlock"+shared, keys)
+		// The unlock returns a row when every key was held and released, and
+		// none otherwise: Exec's command tag says which, without a row to
+		// decode. ARRAY[...] evaluates every call before ALL compares.
+		cond := boolCalls("pg_advisory_unlock"+shared, keys)
+		if len(keys) > 1 {
+			cond = "true = all(" + cond + ")"
+		}
+		s.unlock = "select 1 where " + cond
 		return s
 	}
 	lock, p := calls("pg_advisory_xact_lock"+shared, keys)

@@ -89,13 +89,22 @@ func armer() {
 		arming.mu.Unlock()
 
 		for i, a := range due {
-			go a.l.runWatch()
+			if a.l.held() {
+				go a.l.runWatch()
+			}
 			due[i] = armedLock{}
 		}
 		if wait > 0 {
 			time.Sleep(wait)
 		}
 	}
+}
+
+// held reports whether the lock is still held.
+func (l *Lock) held() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.state == stateHeld
 }
 
 // stopWatch stops the watcher and waits until it no longer uses the
