@@ -51,7 +51,9 @@
 // keepalive interval (WithKeepalive) notices a network gone silent. A lost lock
 // closes Done, reports ErrLockLost from Err and Unlock, and cancels WithLock's
 // context with a cause matching ErrLockLost. Between the server releasing a
-// lock and the old holder noticing, another holder can start: keep the window
+// lock and the old holder noticing, another holder can start; likewise a lock
+// granted to a session that ends before the grant arrives is returned, and its
+// loss reported some 20-25ms later, when the watcher starts. Keep the window
 // short (see WithKeepalive), and prefer transaction scope where the protected
 // work is writes to the same database, since those commit only if the lock's
 // transaction does.

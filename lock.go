@@ -190,13 +190,16 @@ type Lock struct {
 	acquired time.Time     // set when hooks are in use
 	hctx     context.Context
 
-	mu     sync.Mutex
-	state  lockState
-	err    error // why the lock was lost, once it was
-	done   chan struct{}
-	onLost context.CancelCauseFunc // WithLock's context, cancelled on loss
-	watch  *watcher
-	gate   *gate // this process's queue for the lock, left on release
+	mu    sync.Mutex
+	state lockState
+	err   error // why the lock was lost, once it was
+	// destroyed is closed once the connection of a lock lost while held is
+	// closed; nil otherwise.
+	destroyed chan struct{}
+	done      chan struct{}
+	onLost    context.CancelCauseFunc // WithLock's context, cancelled on loss
+	watch     *watcher
+	gate      *gate // this process's queue for the lock, left on release
 }
 
 // Mutex returns the Mutex the lock was taken from.

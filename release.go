@@ -15,19 +15,27 @@ const releaseTimeout = 10 * time.Second
 var errUnlockFalse = errors.New("the server reported the lock was not held")
 
 // begin moves a held lock to releasing, or says why it cannot.
+// After a loss it waits until the lost connection is closed, so that the
+// pool no longer counts it when Unlock returns.
 func (l *Lock) begin() error {
 	if l == nil {
 		return ErrNotHeld
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	switch l.state {
 	case stateHeld:
 		l.state = stateReleasing
+		l.mu.Unlock()
 		return nil
 	case stateLost:
-		return l.err
+		err, destroyed := l.err, l.destroyed
+		l.mu.Unlock()
+		if destroyed != nil {
+			<-destroyed
+		}
+		return err
 	default:
+		l.mu.Unlock()
 		return l.m.errorf("unlock", ErrNotHeld)
 	}
 }
@@ -151,15 +159,20 @@ func (l *Lock) lose(cause error) {
 	}
 	l.state = stateLost
 	l.err = l.m.errorf("lock", ErrLockLost, cause)
+	l.destroyed = make(chan struct{})
 	err, cancel := l.err, l.onLost
 	l.mu.Unlock()
 
-	destroy(l.conn)
-	l.leaveGate()
+	// The holder is told first: when the client noticed the loss itself (a
+	// probe went unanswered), the server may still hold the lock, until the
+	// connection is closed below.
 	close(l.done)
 	if cancel != nil {
 		cancel(err)
 	}
+	destroy(l.conn)
+	close(l.destroyed)
+	l.leaveGate()
 	if l.m.hooks != nil && !l.acquired.IsZero() {
 		held := time.Since(l.acquired)
 		l.m.hooks.LockLost(l.hctx, l, LostData{Held: held, Err: err})
