@@ -24,13 +24,13 @@ const (
 // interrupter ends a wait in the server when the caller's context is done,
 // without closing the connection. pgx's default reaction to a done context is
 // to close the connection, which would cost a reconnect per timeout; instead
-// the statement runs on a context that is never done, and the interrupter sends
-// a cancel request (the server then fails the statement with SQLSTATE 57014).
-// Only when the server does not answer is the connection closed.
+// the statement runs on a context that is never done (so pgx does not watch
+// it either), and the interrupter sends a cancel request (the server then
+// fails the statement with SQLSTATE 57014). Only when the server does not
+// answer is the connection closed.
 type interrupter struct {
 	pg   *pgconn.PgConn
-	stop context.CancelFunc // closes the connection: the last resort
-	over chan struct{}      // closed when the statement has returned
+	over chan struct{} // closed when the statement has returned
 
 	mu       sync.Mutex
 	finished bool
@@ -53,9 +53,7 @@ func runInterruptible(ctx context.Context, pg *pgconn.PgConn, bound, grace time.
 	if ctx.Done() == nil && bound <= 0 {
 		return stmt(qctx), nil
 	}
-	qctx, stop := context.WithCancel(qctx)
-	defer stop()
-	it := &interrupter{pg: pg, stop: stop, over: make(chan struct{})}
+	it := &interrupter{pg: pg, over: make(chan struct{})}
 	var stopAfter func() bool
 	if ctx.Done() != nil {
 		stopAfter = context.AfterFunc(ctx, func() {
@@ -110,6 +108,10 @@ func (it *interrupter) interrupt(reason error) {
 		it.stop()
 	}
 }
+
+// stop closes the connection under the statement, the last resort: its read
+// fails at once, and pgx marks the connection closed.
+func (it *interrupter) stop() { _ = it.pg.Conn().Close() }
 
 // end records that the statement returned, waits for a cancel request in
 // flight, and returns the interruption's reason.

@@ -199,7 +199,8 @@ type Lock struct {
 	done      chan struct{}
 	onLost    context.CancelCauseFunc // WithLock's context, cancelled on loss
 	watch     *watcher
-	gate      *gate // this process's queue for the lock, left on release
+	gate      *gate       // this process's queue for the lock, left on release
+	guard     *time.Timer // bounds WithLock's release; see releaseWithin
 }
 
 // Mutex returns the Mutex the lock was taken from.

@@ -94,6 +94,51 @@ func TestLost_withLockContext(t *testing.T) {
 	}
 }
 
+// A release that the server never answers is cut short at WithLock's release
+// bound: fn's value comes back with ErrLockLost, and the connection is gone.
+func TestWithLock_releaseBound(t *testing.T) {
+	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
+		srv := pgtest.Require(t)
+		dsn := testDB(t)
+		proxy, err := pgtest.NewProxy(net.JoinHostPort(srv.Host(), strconv.Itoa(srv.Port())))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool := newPool(t, dsn, func(c *pgxpool.Config) {
+			c.ConnConfig.Host = "127.0.0.1"
+			c.ConnConfig.Port = uint16(proxy.Port())
+		})
+		t.Cleanup(func() { proxy.Close() })
+		const bound = 300 * time.Millisecond
+		advisorylock.SetReleaseTimeout(t, bound)
+		// No probe: only the release bound can notice the silence.
+		m := advisorylock.New(pool, "release-bound", advisorylock.WithKeepalive(0), scope)
+		t.Run(m.Scope().String(), func(t *testing.T) {
+			var start time.Time
+			got, err := advisorylock.WithLock(t.Context(), m, func(context.Context) (string, error) {
+				proxy.Freeze()
+				start = time.Now()
+				return "done", nil
+			})
+			took := time.Since(start)
+			t.Logf("release on a silent network gave up after %v (bound %v): %v", took, bound, err)
+			if got != "done" {
+				t.Errorf("WithLock value = %q; want fn's \"done\"", got)
+			}
+			if !errors.Is(err, advisorylock.ErrLockLost) {
+				t.Errorf("WithLock = %v; want ErrLockLost", err)
+			}
+			if took < bound || took > bound+2*time.Second {
+				t.Errorf("release gave up after %v; want about %v", took, bound)
+			}
+			if n := pool.Stat().TotalConns(); n != 0 {
+				t.Errorf("%d connections left in the pool; want the frozen one destroyed", n)
+			}
+			proxy.Thaw()
+		})
+	}
+}
+
 // A network that goes silent (the server neither answers nor closes) is
 // noticed by the keepalive probe within two intervals.
 func TestLost_silentNetwork(t *testing.T) {

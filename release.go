@@ -7,8 +7,9 @@ import (
 	"time"
 )
 
-// releaseTimeout bounds a release that WithLock runs on its own context.
-const releaseTimeout = 10 * time.Second
+// releaseTimeout bounds a release that WithLock runs on its own context. A
+// variable for the tests.
+var releaseTimeout = 10 * time.Second
 
 // errUnlockFalse is the cause when pg_advisory_unlock answers false for a lock
 // this package believed held.
@@ -43,6 +44,7 @@ func (l *Lock) begin() error {
 // release is Unlock (commit) and Rollback (!commit).
 func (l *Lock) release(ctx context.Context, commit bool) error {
 	if err := l.begin(); err != nil {
+		l.disarm()
 		return err
 	}
 	l.stopWatch()
@@ -52,8 +54,41 @@ func (l *Lock) release(ctx context.Context, commit bool) error {
 	} else {
 		err = l.unlockSession(ctx)
 	}
+	l.disarm()
 	l.finish(err)
 	return err
+}
+
+// releaseWithin is release on a context that keeps ctx's values but not its
+// cancellation, bounded to d: WithLock's release. The bound is a timer that
+// closes the connection, rather than a context deadline, which pgx would
+// have to watch; a release cut short so reports the lock lost, since the
+// server stopped answering.
+func (l *Lock) releaseWithin(ctx context.Context, commit bool, d time.Duration) error {
+	l.guard = time.AfterFunc(d, func() { _ = l.conn.Conn().PgConn().Conn().Close() })
+	return l.release(context.WithoutCancel(ctx), commit)
+}
+
+// disarm stops releaseWithin's timer. It reports false when the timer fired
+// (or is firing): the connection is closed or about to be, and must not go
+// back to the pool.
+func (l *Lock) disarm() bool {
+	if l == nil || l.guard == nil {
+		return true
+	}
+	g := l.guard
+	l.guard = nil
+	return g.Stop()
+}
+
+// putBack returns the lock's connection to the pool after a clean release,
+// unless releaseWithin's timer is closing it.
+func (l *Lock) putBack() {
+	if l.disarm() {
+		l.conn.Release()
+	} else {
+		destroy(l.conn)
+	}
 }
 
 // unlockSession runs pg_advisory_unlock and returns the connection to the
@@ -73,13 +108,13 @@ func (l *Lock) unlockSession(ctx context.Context) error {
 		destroy(l.conn)
 		return l.m.errorf("unlock", ErrLockLost, errUnlockFalse)
 	}
-	l.conn.Release()
+	l.putBack()
 	return nil
 }
 
 // endTx commits or rolls back the lock's transaction. pgx closes the
-// connection when the transaction cannot be ended cleanly; the pool then
-// destroys it.
+// connection when the transaction cannot be ended cleanly; it is then
+// removed from the pool.
 func (l *Lock) endTx(ctx context.Context, commit bool) error {
 	var err error
 	if commit {
@@ -89,7 +124,7 @@ func (l *Lock) endTx(ctx context.Context, commit bool) error {
 	}
 	c := l.conn.Conn()
 	if err != nil && c.IsClosed() {
-		l.conn.Release()
+		destroy(l.conn) // at once, where the pool would close it in the background
 		if ctx.Err() != nil {
 			// pgx closed the connection because ctx ended the statement:
 			// the session, and the lock with it, ended here, not elsewhere.
@@ -101,7 +136,7 @@ func (l *Lock) endTx(ctx context.Context, commit bool) error {
 		destroy(l.conn)
 		return l.m.errorf("unlock", err)
 	}
-	l.conn.Release()
+	l.putBack()
 	if err != nil {
 		// pgx.ErrTxCommitRollback: the transaction had failed; the lock is
 		// released all the same.

@@ -52,13 +52,7 @@ func runLocked[T any](l *Lock, fn func(context.Context) (T, error)) (v T, fnErr,
 	returned := false
 	defer func() {
 		cancel(context.Canceled)
-		rctx, stop := context.WithTimeout(context.WithoutCancel(l.hctx), releaseTimeout)
-		defer stop()
-		if !returned || fnErr != nil {
-			releaseErr = l.Rollback(rctx)
-		} else {
-			releaseErr = l.Unlock(rctx)
-		}
+		releaseErr = l.releaseWithin(l.hctx, returned && fnErr == nil, releaseTimeout)
 	}()
 	v, fnErr = fn(fctx)
 	returned = true
