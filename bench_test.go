@@ -2,6 +2,7 @@ package advisorylock_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -122,4 +123,61 @@ func BenchmarkWithLock(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkManyKeys is lock/unlock cycles on 1000 distinct keys from 16
+// goroutines sharing a pool of 8: the raw-pgx floor against the library.
+func BenchmarkManyKeys(b *testing.B) {
+	dsn := pgtest.Require(b).CreateDatabase(b)
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg.MaxConns = 8
+	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(pool.Close)
+	mutexes := make([]*advisorylock.Mutex, 1000)
+	for i := range mutexes {
+		mutexes[i] = advisorylock.NewWithKey(pool, advisorylock.Int64Key(int64(i)))
+	}
+	run := func(b *testing.B, cycle func(ctx context.Context, i int) error) {
+		b.ReportAllocs()
+		b.SetParallelism(8) // 16 goroutines on 2 cores
+		var next atomic.Int64
+		b.RunParallel(func(pb *testing.PB) {
+			ctx := context.Background()
+			for pb.Next() {
+				if err := cycle(ctx, int(next.Add(7919)%1000)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	b.Run("floor", func(b *testing.B) {
+		run(b, func(ctx context.Context, i int) error {
+			conn, err := pool.Acquire(ctx)
+			if err != nil {
+				return err
+			}
+			defer conn.Release()
+			if _, err := conn.Exec(ctx, "select pg_advisory_lock($1)", int64(i)); err != nil {
+				return err
+			}
+			_, err = conn.Exec(ctx, "select pg_advisory_unlock($1)", int64(i))
+			return err
+		})
+	})
+	b.Run("library", func(b *testing.B) {
+		run(b, func(ctx context.Context, i int) error {
+			l, err := mutexes[i].Lock(ctx)
+			if err != nil {
+				return err
+			}
+			return l.Unlock(ctx)
+		})
+	})
 }
