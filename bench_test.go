@@ -34,69 +34,64 @@ func benchPool(b *testing.B) *pgxpool.Pool {
 var benchKey = advisorylock.KeyFromName("bench")
 
 // BenchmarkFloor is raw pgx doing the same work: the floor each
-// BenchmarkWithLock figure is a ratio to. "session" and "transaction" take a
-// connection from the pool for each cycle, as a lock must; "session-pinned"
-// keeps one connection throughout, the physical floor of two round trips.
+// BenchmarkWithLock figure is a ratio to. "session" and "transaction" run on
+// one pinned connection: the physical floor (two round trips for a session
+// lock, one batch and a COMMIT for a transaction lock). "session-pool" and
+// "transaction-pool" take a connection from the pool for each cycle, as a
+// lock must.
 func BenchmarkFloor(b *testing.B) {
 	pool := benchPool(b)
 	k1, k2, _ := benchKey.Pair()
-	b.Run("session", func(b *testing.B) {
-		ctx := context.Background()
-		b.ReportAllocs()
-		for b.Loop() {
-			conn, err := pool.Acquire(ctx)
-			if err != nil {
-				b.Fatal(err)
-			}
-			if _, err := conn.Exec(ctx, "select pg_advisory_lock($1,$2)", k1, k2); err != nil {
-				b.Fatal(err)
-			}
-			var ok bool
-			if err := conn.QueryRow(ctx, "select pg_advisory_unlock($1,$2)", k1, k2).Scan(&ok); err != nil || !ok {
-				b.Fatal(ok, err)
-			}
-			conn.Release()
-		}
-	})
-	b.Run("session-pinned", func(b *testing.B) {
-		conn, err := pool.Acquire(context.Background())
-		if err != nil {
+	session := func(ctx context.Context, conn *pgxpool.Conn) {
+		if _, err := conn.Exec(ctx, "select pg_advisory_lock($1,$2)", k1, k2); err != nil {
 			b.Fatal(err)
 		}
-		defer conn.Release()
-		ctx := context.Background()
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, err := conn.Exec(ctx, "select pg_advisory_lock($1,$2)", k1, k2); err != nil {
-				b.Fatal(err)
-			}
-			var ok bool
-			if err := conn.QueryRow(ctx, "select pg_advisory_unlock($1,$2)", k1, k2).Scan(&ok); err != nil || !ok {
-				b.Fatal(ok, err)
-			}
+		var ok bool
+		if err := conn.QueryRow(ctx, "select pg_advisory_unlock($1,$2)", k1, k2).Scan(&ok); err != nil || !ok {
+			b.Fatal(ok, err)
 		}
-	})
-	b.Run("transaction", func(b *testing.B) {
-		ctx := context.Background()
-		b.ReportAllocs()
-		for b.Loop() {
+	}
+	transaction := func(ctx context.Context, conn *pgxpool.Conn) {
+		batch := &pgx.Batch{}
+		batch.BeginTx(pgx.TxOptions{})
+		batch.Queue("select pg_advisory_xact_lock($1,$2)", k1, k2)
+		br := conn.SendBatch(ctx, batch)
+		if err := br.Close(); err != nil {
+			b.Fatal(err)
+		}
+		if err := br.Tx().Commit(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		name  string
+		cycle func(context.Context, *pgxpool.Conn)
+	}{{"session", session}, {"transaction", transaction}} {
+		b.Run(c.name, func(b *testing.B) {
+			ctx := context.Background()
 			conn, err := pool.Acquire(ctx)
 			if err != nil {
 				b.Fatal(err)
 			}
-			batch := &pgx.Batch{}
-			batch.BeginTx(pgx.TxOptions{})
-			batch.Queue("select pg_advisory_xact_lock($1,$2)", k1, k2)
-			br := conn.SendBatch(ctx, batch)
-			if err := br.Close(); err != nil {
-				b.Fatal(err)
+			defer conn.Release()
+			b.ReportAllocs()
+			for b.Loop() {
+				c.cycle(ctx, conn)
 			}
-			if err := br.Tx().Commit(ctx); err != nil {
-				b.Fatal(err)
+		})
+		b.Run(c.name+"-pool", func(b *testing.B) {
+			ctx := context.Background()
+			b.ReportAllocs()
+			for b.Loop() {
+				conn, err := pool.Acquire(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				c.cycle(ctx, conn)
+				conn.Release()
 			}
-			conn.Release()
-		}
-	})
+		})
+	}
 }
 
 // BenchmarkWithLock is an uncontended locked section through the library.
