@@ -562,20 +562,7 @@ func (b *PgBouncer) logTail() string {
 // data, so killing it loses nothing; PgBouncer 1.18 does not handle the
 // SIGQUIT servers get (it dies of the default action, which may dump core).
 func startBouncerProcess(cmd *exec.Cmd) (*process, error) {
-	if cmd.SysProcAttr == nil {
-		cmd.SysProcAttr = &syscall.SysProcAttr{}
-	}
-	cmd.SysProcAttr.Setpgid = true
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
-	if err := launch(cmd); err != nil {
-		return nil, err
-	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	return p, nil
+	return startProcess(cmd, syscall.SIGKILL)
 }
 
 // stopBouncer stops a pooler and returns once it has exited. SIGTERM is an

@@ -78,14 +78,20 @@ type process struct {
 // immediate shutdown) as its parent-death signal, and reaps it in the
 // background.
 func startServerProcess(cmd *exec.Cmd) (*process, error) {
+	return startProcess(cmd, syscall.SIGQUIT)
+}
+
+// startProcess starts cmd in its own process group, with deathSig as its
+// parent-death signal, and reaps it in the background.
+func startProcess(cmd *exec.Cmd, deathSig syscall.Signal) (*process, error) {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
-	// Its own group keeps a terminal's Ctrl-C from reaching the server
-	// directly (the harness shuts it down) and lets the last resort kill the
+	// Its own group keeps a terminal's Ctrl-C from reaching the child
+	// directly (the harness shuts it down) and lets the last resort kill a
 	// postmaster and its backends together.
 	cmd.SysProcAttr.Setpgid = true
-	cmd.SysProcAttr.Pdeathsig = syscall.SIGQUIT
+	cmd.SysProcAttr.Pdeathsig = deathSig
 	if err := launch(cmd); err != nil {
 		return nil, err
 	}
