@@ -132,14 +132,14 @@ func TestFmtNs(t *testing.T) {
 // checks the report's shape.
 func TestRunSmall(t *testing.T) {
 	if testing.Short() {
-		t.Skip("runs a server and every locker: not in -short")
+		pgtest.Unavailable(t, "runs a server and every locker: not in -short")
 	}
 	ctx := context.Background()
 	if _, ok := os.LookupEnv(envConnectionString); !ok {
 		// Fail early and clearly when there is no way to have a server.
 		srv, err := pgtest.Start(ctx)
 		if errors.Is(err, pgtest.ErrUnavailable) && !pgtest.Required() {
-			t.Skip(err)
+			pgtest.Unavailable(t, "%v", err)
 		}
 		if err != nil {
 			t.Fatal(err)

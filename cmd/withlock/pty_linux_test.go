@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 	"unsafe"
+
+	"github.com/advisorylock/advisorylock/internal/pgtest"
 )
 
 // openPTY opens a pseudo-terminal pair: what is written to the master is
@@ -15,7 +17,7 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 	t.Helper()
 	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
 	if err != nil {
-		t.Skipf("no pseudo-terminals: %v", err)
+		pgtest.Unavailable(t, "no pseudo-terminals: %v", err)
 	}
 	t.Cleanup(func() { master.Close() })
 	// Through the raw connection: Fd would put the master in blocking mode,

@@ -90,7 +90,7 @@ func TestSignals_whileWaiting(t *testing.T) {
 // command with it: the lock went with withlock's session.
 func TestSignals_withlockKilled(t *testing.T) {
 	if runtime.GOOS != "linux" {
-		t.Skip("the parent-death signal is Linux's")
+		pgtest.Unavailable(t, "the parent-death signal is Linux's")
 	}
 	t.Parallel()
 	dsn, env := testDB(t)
@@ -217,7 +217,7 @@ func countSignals() {
 // some of the time; TestFromTerminal checks the rule that prevents it.
 func TestSignals_terminalOnce(t *testing.T) {
 	if runtime.GOOS != "linux" {
-		t.Skip("the pseudo-terminal helper is Linux's")
+		pgtest.Unavailable(t, "the pseudo-terminal helper is Linux's")
 	}
 	t.Parallel()
 	_, env := testDB(t)
@@ -287,7 +287,7 @@ func printFromTerminal() {
 
 func TestFromTerminal(t *testing.T) {
 	if runtime.GOOS != "linux" {
-		t.Skip("the pseudo-terminal helper is Linux's")
+		pgtest.Unavailable(t, "the pseudo-terminal helper is Linux's")
 	}
 	t.Parallel()
 	tests := []struct {

@@ -45,7 +45,7 @@ func TestDemo(t *testing.T) {
 
 	t.Run("own server", func(t *testing.T) {
 		if srv.Kind() == "env" {
-			t.Skipf("the tests use a server given in %s; the demo could not start one either", "ADVISORYLOCK_TEST_DSN")
+			pgtest.Unavailable(t, "the tests use a server given in %s; the demo could not start one either", "ADVISORYLOCK_TEST_DSN")
 		}
 		t.Parallel()
 		out := runDemoBinary(t, bin)
@@ -282,7 +282,7 @@ func processesWith(t *testing.T, marker string) []int {
 	t.Helper()
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
-		t.Skipf("no /proc to check for leftover processes: %v", err)
+		pgtest.Unavailable(t, "no /proc to check for leftover processes: %v", err)
 	}
 	var pids []int
 	for _, e := range entries {

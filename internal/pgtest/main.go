@@ -123,6 +123,18 @@ func Require(t testing.TB) *Server {
 	return nil
 }
 
+// Unavailable ends t because something it needs is missing here (a
+// pseudo-terminal, /proc, a server of a kind): t is skipped with the reason,
+// or fails with it when Required reports true, since a CI run must skip
+// nothing.
+func Unavailable(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if Required() {
+		t.Fatalf("required, but unavailable: "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
 // funcName returns the name goroutine stacks show for f.
 func funcName(f any) string {
 	return runtime.FuncForPC(reflect.ValueOf(f).Pointer()).Name()
