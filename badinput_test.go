@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/advisorylock/advisorylock"
+	"github.com/advisorylock/advisorylock/internal/pgtest"
 )
 
 // badEnv is what the cases of TestBadInput work with.
@@ -163,7 +164,7 @@ func TestBadInput(t *testing.T) {
 			t.Cleanup(func() {
 				for _, p := range []*pgxpool.Pool{e.pool, e.other} {
 					awaitNoneAcquired(t, p)
-					assertPoolClean(t, p)
+					pgtest.AssertPoolClean(t, p)
 				}
 				assertNoAdvisoryLocks(t, e.dsn)
 			})

@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/advisorylock/advisorylock"
+	"github.com/advisorylock/advisorylock/internal/pgtest"
 )
 
 // envChaosWorker names the environment variable that makes TestChaosWorker a
@@ -122,7 +123,7 @@ func TestChaosWorker(t *testing.T) {
 	t.Cleanup(func() {
 		defer pool.Close()
 		w.settle(pool)
-		assertPoolClean(t, pool)
+		pgtest.AssertPoolClean(t, pool)
 	})
 
 	// The parent closes standard input to stop the worker; so does the
@@ -247,7 +248,7 @@ func (w *chaosWorker) lockUnlock(ctx context.Context, seq int) error {
 // records who held one if any was: a connection the library still holds after
 // its calls returned would be a leak, while pgxpool's own health check (which
 // a destroyed connection triggers 500ms later) acquires every idle connection
-// for a moment. Then assertPoolClean checks that no pooled connection holds an
+// for a moment. Then pgtest.AssertPoolClean checks that no pooled connection holds an
 // advisory lock.
 func (w *chaosWorker) settle(pool *pgxpool.Pool) {
 	deadline := time.Now().Add(5 * time.Second)

@@ -47,7 +47,8 @@ var (
 	// ErrNilPool reports a Mutex created with a nil pool.
 	ErrNilPool = fmt.Errorf("%w: nil pool", ErrInvalidArgument)
 
-	// ErrNilMutex reports a method or WithLock called on a nil *Mutex.
+	// ErrNilMutex reports Lock, TryLock, Holders or WithLock called with a
+	// nil *Mutex. (The accessors, such as Name and String, need a Mutex.)
 	ErrNilMutex = fmt.Errorf("%w: nil mutex", ErrInvalidArgument)
 
 	// ErrNilFunc reports WithLock called with a nil function.

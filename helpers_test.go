@@ -28,52 +28,10 @@ func testDB(t *testing.T) string {
 }
 
 // newPool returns a pool on dsn (4 connections unless configure says
-// otherwise). When the test ends it checks that no connection is still
-// acquired and that no idle pooled connection holds an advisory lock, then
-// closes the pool.
+// otherwise), checked when the test ends: see pgtest.NewPool.
 func newPool(t *testing.T, dsn string, configure ...func(*pgxpool.Config)) *pgxpool.Pool {
 	t.Helper()
-	cfg, err := pgxpool.ParseConfig(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.MaxConns = 4
-	for _, f := range configure {
-		f(cfg)
-	}
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		assertPoolClean(t, pool)
-		// Close waits for acquired connections to come back: after a failed
-		// test that left one out, it would hang the run.
-		if pool.Stat().AcquiredConns() == 0 {
-			pool.Close()
-		}
-	})
-	return pool
-}
-
-// assertPoolClean fails t if a connection of pool is still acquired or an
-// idle one holds an advisory lock.
-func assertPoolClean(t *testing.T, pool *pgxpool.Pool) {
-	t.Helper()
-	if n := pool.Stat().AcquiredConns(); n != 0 {
-		t.Errorf("%d connections still acquired from the pool; want 0", n)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for _, c := range pool.AcquireAllIdle(ctx) {
-		var n int
-		if err := c.QueryRow(ctx, "select count(*) from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()").Scan(&n); err != nil {
-			t.Errorf("checking a pooled connection: %v", err)
-		} else if n != 0 {
-			t.Errorf("a pooled connection holds %d advisory locks; want 0", n)
-		}
-		c.Release()
-	}
+	return pgtest.NewPool(t, dsn, configure...)
 }
 
 // assertNoAdvisoryLocks fails t if any session holds or awaits an advisory
@@ -81,32 +39,7 @@ func assertPoolClean(t *testing.T, pool *pgxpool.Pool) {
 // to 10s).
 func assertNoAdvisoryLocks(t *testing.T, dsn string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Errorf("connecting to check locks: %v", err)
-		return
-	}
-	defer conn.Close(context.Background())
-	var n int
-	for {
-		err := conn.QueryRow(ctx, `select count(*) from pg_locks where locktype = 'advisory'
-			and database = (select oid from pg_database where datname = current_database())`).Scan(&n)
-		if err != nil {
-			t.Errorf("checking locks: %v", err)
-			return
-		}
-		if n == 0 {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Errorf("%d advisory locks still held or awaited after the test; want 0", n)
-			return
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	pgtest.AwaitAdvisoryLocks(t, dsn, "true", 0)
 }
 
 // awaitWaiters waits until n sessions of dsn's database wait (granted =

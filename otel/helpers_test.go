@@ -27,30 +27,11 @@ func testDB(t *testing.T) string {
 	return pgtest.Require(t).CreateDatabase(t)
 }
 
-// newPool returns a pool on dsn with at most 4 connections, configured by
-// configure. When the test ends it checks that no connection is still
-// acquired, then closes the pool.
+// newPool returns a pool on dsn (4 connections unless configure says
+// otherwise), checked when the test ends: see pgtest.NewPool.
 func newPool(t *testing.T, dsn string, configure ...func(*pgxpool.Config)) *pgxpool.Pool {
 	t.Helper()
-	cfg, err := pgxpool.ParseConfig(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.MaxConns = 4
-	for _, f := range configure {
-		f(cfg)
-	}
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		defer pool.Close()
-		if n := pool.Stat().AcquiredConns(); n != 0 {
-			t.Errorf("%d connections still acquired from the pool; want 0", n)
-		}
-	})
-	return pool
+	return pgtest.NewPool(t, dsn, configure...)
 }
 
 // spanLog records ended spans, and lets a test await them.

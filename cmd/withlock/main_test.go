@@ -256,32 +256,7 @@ func backendPID(conn *pgx.Conn) int32 { return int32(conn.PgConn().PID()) }
 // on pg_locks), or fails t after 10s.
 func awaitLocks(t *testing.T, dsn, cond string, n int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Errorf("connecting to check locks: %v", err)
-		return
-	}
-	defer conn.Close(context.Background())
-	var got int
-	for {
-		err := conn.QueryRow(ctx, `select count(*) from pg_locks where locktype = 'advisory' and (`+cond+`)
-			and database = (select oid from pg_database where datname = current_database())`).Scan(&got)
-		if err != nil {
-			t.Errorf("counting advisory locks (%s): %v", cond, err)
-			return
-		}
-		if got == n {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Errorf("advisory locks where %s: %d after 10s; want %d", cond, got, n)
-			return
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
+	pgtest.AwaitAdvisoryLocks(t, dsn, cond, n)
 }
 
 // grantedPIDs returns the backends holding an advisory lock in dsn's
