@@ -35,10 +35,21 @@
 //
 // When no server can be had, tests calling Require skip, unless Required
 // reports that the run must have one (CI=true or
-// ADVISORYLOCK_TEST_REQUIRE_DB=1); then the run fails.
+// ADVISORYLOCK_TEST_REQUIRE_DB=1); then the run fails. Unavailable does the
+// same for anything else a test needs and may not find (PgBouncer, a
+// pseudo-terminal): a required run skips nothing.
+//
+// # Poolers, pools and locks
+//
+// StartPgBouncer (and PgBouncer, for transaction mode) runs PgBouncer in
+// front of the server for one database. NewPool gives a test a pool that is
+// checked when the test ends: nothing still acquired, no pooled connection
+// holding an advisory lock. AwaitAdvisoryLocks waits for pg_locks to show a
+// number of advisory locks.
 //
 // # Fault injection
 //
 // Proxy is a loopback TCP forwarder that can freeze (a silent network) and
-// cut (abrupt resets) the connections passing through it.
+// cut (abrupt resets) the connections passing through it. Restart restarts a
+// server the harness started, and StartStandby starts a hot standby of it.
 package pgtest
