@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/url"
 	"reflect"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -27,55 +26,13 @@ type secretRole struct {
 	name, password string
 }
 
-// newSecretRole creates a login role with a random name and the password
-// "s3cr3t-Pa55-<random>" on the test server, and drops it when the test ends
-// (register it before the pools that use it, so that it goes after them).
+// newSecretRole creates a login role with a password made to be found in
+// any text it leaks into (see pgtest.Server.SecretRole); register it before
+// the pools that use it.
 func newSecretRole(t *testing.T) secretRole {
 	t.Helper()
-	srv := pgtest.Require(t)
-	r := secretRole{
-		name:     "secrets_" + strings.ToLower(rand.Text()[:10]),
-		password: "s3cr3t-Pa55-" + rand.Text(),
-	}
-	superuser := func(sql string) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, srv.DSN())
-		if err != nil {
-			return errors.New("connecting as the superuser failed") // its text could hold the password
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	// The password is made of [A-Za-z0-9-]: safe in a literal.
-	if err := superuser("create role " + pgx.Identifier{r.name}.Sanitize() + " login password '" + r.password + "'"); err != nil {
-		t.Fatalf("creating role %s: %v", r.name, err)
-	}
-	t.Cleanup(func() {
-		if err := superuser("drop role if exists " + pgx.Identifier{r.name}.Sanitize()); err != nil {
-			t.Errorf("dropping role %s: %v", r.name, err)
-		}
-	})
-	return r
-}
-
-// withCredentials returns dsn (a URL) with user and password replaced and,
-// when port is not 0, the port.
-func withCredentials(t *testing.T, dsn, user, password string, port int) string {
-	t.Helper()
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal("the test DSN is not a URL")
-	}
-	u.User = url.UserPassword(user, password)
-	if port != 0 {
-		u.Host = net.JoinHostPort(u.Hostname(), strconv.Itoa(port))
-		q := u.Query()
-		q.Set("connect_timeout", "5")
-		u.RawQuery = q.Encode()
-	}
-	return u.String()
+	name, password := pgtest.Require(t).SecretRole(t)
+	return secretRole{name: name, password: password}
 }
 
 // dsnUser returns the user of dsn (a URL).
@@ -324,7 +281,7 @@ func TestSecrets_library(t *testing.T) {
 	wrong := "s3cr3t-Pa55-" + rand.Text()
 	secrets := []string{role.password, wrong, srv.Password()}
 
-	good := withCredentials(t, dsn, role.name, role.password, 0)
+	good := pgtest.WithCredentials(t, dsn, role.name, role.password, 0)
 	tests := []struct {
 		name string
 		dsn  string
@@ -332,11 +289,11 @@ func TestSecrets_library(t *testing.T) {
 	}{
 		{"works", good, true},
 		{"works, keyword/value", keywordDSN(t, good), true},
-		{"connection refused", withCredentials(t, dsn, role.name, role.password, unusedPort(t)), false},
-		{"connection refused, keyword/value", keywordDSN(t, withCredentials(t, dsn, role.name, role.password, unusedPort(t))), false},
-		{"wrong password for the role", withCredentials(t, dsn, role.name, wrong, 0), false},
-		{"wrong password for the role, keyword/value", keywordDSN(t, withCredentials(t, dsn, role.name, wrong, 0)), false},
-		{"wrong password for the test's own user", withCredentials(t, dsn, dsnUser(t, dsn), wrong, 0), false},
+		{"connection refused", pgtest.WithCredentials(t, dsn, role.name, role.password, unusedPort(t)), false},
+		{"connection refused, keyword/value", keywordDSN(t, pgtest.WithCredentials(t, dsn, role.name, role.password, unusedPort(t))), false},
+		{"wrong password for the role", pgtest.WithCredentials(t, dsn, role.name, wrong, 0), false},
+		{"wrong password for the role, keyword/value", keywordDSN(t, pgtest.WithCredentials(t, dsn, role.name, wrong, 0)), false},
+		{"wrong password for the test's own user", pgtest.WithCredentials(t, dsn, dsnUser(t, dsn), wrong, 0), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -358,7 +315,7 @@ func TestSecrets_lostLock(t *testing.T) {
 	srv := pgtest.Require(t)
 	dsn := testDB(t)
 	role := newSecretRole(t)
-	pool := newPool(t, withCredentials(t, dsn, role.name, role.password, 0))
+	pool := newPool(t, pgtest.WithCredentials(t, dsn, role.name, role.password, 0))
 	admin := newPool(t, dsn)
 	g := &textLog{}
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {

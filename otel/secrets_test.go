@@ -7,12 +7,10 @@ import (
 	"fmt"
 	"net"
 	"net/url"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -22,53 +20,12 @@ import (
 	advisorylockotel "github.com/advisorylock/advisorylock/otel"
 )
 
-// newSecretRole creates a login role with a random name and the password
-// "s3cr3t-Pa55-<random>", made to be found in any text it leaks into, and
-// drops it when the test ends. Call it before creating the pools that use it.
+// newSecretRole creates a login role with a password made to be found in
+// any text it leaks into (see pgtest.Server.SecretRole). Call it before
+// creating the pools that use it.
 func newSecretRole(t *testing.T) (name, password string) {
 	t.Helper()
-	srv := pgtest.Require(t)
-	name = "secrets_" + strings.ToLower(rand.Text()[:10])
-	password = "s3cr3t-Pa55-" + rand.Text()
-	superuser := func(sql string) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, srv.DSN())
-		if err != nil {
-			return errors.New("connecting as the superuser failed") // its text could hold the password
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	// The password is made of [A-Za-z0-9-]: safe in a literal.
-	if err := superuser("create role " + pgx.Identifier{name}.Sanitize() + " login password '" + password + "'"); err != nil {
-		t.Fatalf("creating role %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		if err := superuser("drop role if exists " + pgx.Identifier{name}.Sanitize()); err != nil {
-			t.Errorf("dropping role %s: %v", name, err)
-		}
-	})
-	return name, password
-}
-
-// dsnWith returns dsn (a URL) with its user and password replaced and, when
-// port is not 0, its port.
-func dsnWith(t *testing.T, dsn, user, password string, port int) string {
-	t.Helper()
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal("the test DSN is not a URL")
-	}
-	if user == "" {
-		user = u.User.Username()
-	}
-	u.User = url.UserPassword(user, password)
-	if port != 0 {
-		u.Host = net.JoinHostPort(u.Hostname(), strconv.Itoa(port))
-	}
-	return u.String()
+	return pgtest.Require(t).SecretRole(t)
 }
 
 // closedPort returns a loopback port nothing listens on.
@@ -162,7 +119,7 @@ func TestSecrets_telemetry(t *testing.T) {
 	role, password := newSecretRole(t)
 	wrong := "s3cr3t-Pa55-" + rand.Text()
 	secrets := []string{password, wrong, srv.Password()}
-	good := dsnWith(t, dsn, role, password, 0)
+	good := pgtest.WithCredentials(t, dsn, role, password, 0)
 
 	tests := []struct {
 		name string
@@ -170,9 +127,9 @@ func TestSecrets_telemetry(t *testing.T) {
 		ok   bool
 	}{
 		{"works", good, true},
-		{"connection refused", dsnWith(t, dsn, role, password, closedPort(t)), false},
-		{"wrong password for the role", dsnWith(t, dsn, role, wrong, 0), false},
-		{"wrong password for the test's own user", dsnWith(t, dsn, "", wrong, 0), false},
+		{"connection refused", pgtest.WithCredentials(t, dsn, role, password, closedPort(t)), false},
+		{"wrong password for the role", pgtest.WithCredentials(t, dsn, role, wrong, 0), false},
+		{"wrong password for the test's own user", pgtest.WithCredentials(t, dsn, "", wrong, 0), false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -295,7 +252,7 @@ func TestSecrets_connectErrorForms(t *testing.T) {
 	dsn := testDB(t)
 	role, password := newSecretRole(t)
 	port := closedPort(t)
-	u, err := url.Parse(dsnWith(t, dsn, role, password, port))
+	u, err := url.Parse(pgtest.WithCredentials(t, dsn, role, password, port))
 	if err != nil {
 		t.Fatal(err)
 	}

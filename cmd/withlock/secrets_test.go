@@ -3,12 +3,9 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -16,46 +13,17 @@ import (
 	"github.com/advisorylock/advisorylock/internal/pgtest"
 )
 
-// newSecretRole creates a login role with a random name and the password
-// "s3cr3t-Pa55-<random>", made to be found in any output it leaks into, and
-// drops it when the test ends.
+// newSecretRole creates a login role with a password made to be found in
+// any output it leaks into: see pgtest.Server.SecretRole.
 func newSecretRole(t *testing.T) (name, password string) {
 	t.Helper()
-	srv := pgtest.Require(t)
-	name = "secrets_" + strings.ToLower(rand.Text()[:10])
-	password = "s3cr3t-Pa55-" + rand.Text()
-	superuser := func(sql string) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, srv.DSN())
-		if err != nil {
-			return errors.New("connecting as the superuser failed") // its text could hold the password
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	// The password is made of [A-Za-z0-9-]: safe in a literal.
-	if err := superuser("create role " + pgx.Identifier{name}.Sanitize() + " login password '" + password + "'"); err != nil {
-		t.Fatalf("creating role %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		if err := superuser("drop role if exists " + pgx.Identifier{name}.Sanitize()); err != nil {
-			t.Errorf("dropping role %s: %v", name, err)
-		}
-	})
-	return name, password
+	return pgtest.Require(t).SecretRole(t)
 }
 
 // withUser returns dsn (a URL) with user and password replaced.
 func withUser(t *testing.T, dsn, user, password string) string {
 	t.Helper()
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal("the test DSN is not a URL")
-	}
-	u.User = url.UserPassword(user, password)
-	return u.String()
+	return pgtest.WithCredentials(t, dsn, user, password, 0)
 }
 
 // noSecret fails t if r's output shows one of secrets.

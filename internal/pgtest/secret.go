@@ -1,8 +1,16 @@
 package pgtest
 
 import (
+	"context"
 	"crypto/rand"
+	"net"
+	"net/url"
+	"strconv"
 	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // newPassword returns a random password made of URL-safe characters, so it
@@ -37,3 +45,51 @@ func redactError(err error, secret string) error {
 func (e *redactedError) Error() string { return redact(e.err.Error(), e.secret) }
 
 func (e *redactedError) Unwrap() error { return e.err }
+
+// SecretRole creates a login role on the server with a random name and the
+// password "s3cr3t-Pa55-<random>", made to be found in any text it leaks
+// into, and drops it when the test ends (register it before the pools that
+// use it, so that it is dropped after them).
+func (s *Server) SecretRole(t testing.TB) (name, password string) {
+	t.Helper()
+	name = "secrets_" + strings.ToLower(rand.Text()[:10])
+	password = "s3cr3t-Pa55-" + rand.Text()
+	role := pgx.Identifier{name}.Sanitize()
+	superuser := func(sql string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return s.exec(ctx, sql)
+	}
+	// The password is made of [A-Za-z0-9-]: safe in a literal.
+	if err := superuser("create role " + role + " login password '" + password + "'"); err != nil {
+		t.Fatalf("creating role %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		if err := superuser("drop role if exists " + role); err != nil {
+			t.Errorf("dropping role %s: %v", name, err)
+		}
+	})
+	return name, password
+}
+
+// WithCredentials returns dsn (a URL) with its password replaced, its user
+// too unless user is "", and, when port is not 0, its port (with a 5s
+// connect_timeout, for ports where nothing may answer).
+func WithCredentials(t testing.TB, dsn, user, password string, port int) string {
+	t.Helper()
+	u, err := url.Parse(dsn)
+	if err != nil {
+		t.Fatal("the test DSN is not a URL") // not err: its text could hold the password
+	}
+	if user == "" {
+		user = u.User.Username()
+	}
+	u.User = url.UserPassword(user, password)
+	if port != 0 {
+		u.Host = net.JoinHostPort(u.Hostname(), strconv.Itoa(port))
+		q := u.Query()
+		q.Set("connect_timeout", "5")
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}
