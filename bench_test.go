@@ -15,20 +15,10 @@ import (
 
 // benchPool returns a pool on a database of the benchmark's own, shared by
 // all sub-benchmarks so that their figures compare.
-func benchPool(b *testing.B) *pgxpool.Pool {
+func benchPool(b *testing.B, maxConns int32) *pgxpool.Pool {
 	b.Helper()
 	dsn := pgtest.Require(b).CreateDatabase(b)
-	cfg, err := pgxpool.ParseConfig(dsn)
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg.MaxConns = 2
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(pool.Close)
-	return pool
+	return pgtest.NewPool(b, dsn, func(c *pgxpool.Config) { c.MaxConns = maxConns })
 }
 
 var benchKey = advisorylock.KeyFromName("bench")
@@ -40,7 +30,7 @@ var benchKey = advisorylock.KeyFromName("bench")
 // "transaction-pool" take a connection from the pool for each cycle, as a
 // lock must.
 func BenchmarkFloor(b *testing.B) {
-	pool := benchPool(b)
+	pool := benchPool(b, 2)
 	k1, k2, _ := benchKey.Pair()
 	session := func(ctx context.Context, conn *pgxpool.Conn) {
 		if _, err := conn.Exec(ctx, "select pg_advisory_lock($1,$2)", k1, k2); err != nil {
@@ -96,7 +86,7 @@ func BenchmarkFloor(b *testing.B) {
 
 // BenchmarkWithLock is an uncontended locked section through the library.
 func BenchmarkWithLock(b *testing.B) {
-	pool := benchPool(b)
+	pool := benchPool(b, 2)
 	fn := func(context.Context) (int, error) { return 1, nil }
 	cases := []struct {
 		name string
@@ -123,17 +113,7 @@ func BenchmarkWithLock(b *testing.B) {
 // BenchmarkManyKeys is lock/unlock cycles on 1000 distinct keys from 16
 // goroutines sharing a pool of 8: the raw-pgx floor against the library.
 func BenchmarkManyKeys(b *testing.B) {
-	dsn := pgtest.Require(b).CreateDatabase(b)
-	cfg, err := pgxpool.ParseConfig(dsn)
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg.MaxConns = 8
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(pool.Close)
+	pool := benchPool(b, 8)
 	mutexes := make([]*advisorylock.Mutex, 1000)
 	for i := range mutexes {
 		mutexes[i] = advisorylock.NewWithKey(pool, advisorylock.Int64Key(int64(i)))

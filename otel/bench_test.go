@@ -54,16 +54,7 @@ func (discardExporter) Shutdown(context.Context) error                          
 //     time per call and the Hook's ratios to no hooks.
 func BenchmarkWithLock(b *testing.B) {
 	dsn := pgtest.Require(b).CreateDatabase(b)
-	cfg, err := pgxpool.ParseConfig(dsn)
-	if err != nil {
-		b.Fatal(err)
-	}
-	cfg.MaxConns = 2
-	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(pool.Close)
+	pool := pgtest.NewPool(b, dsn, func(c *pgxpool.Config) { c.MaxConns = 2 })
 
 	recordingTP := sdktrace.NewTracerProvider(
 		sdktrace.WithSampler(sdktrace.AlwaysSample()),
