@@ -25,10 +25,10 @@ var racedGrants atomic.Int64
 // lock is Lock and TryLock: validation, hooks, then acquire.
 func (m *Mutex) lock(ctx context.Context, try bool) (*Lock, error) {
 	if m == nil {
-		return nil, ErrNilMutex
+		return nil, errNilMutex
 	}
 	if m.err != nil {
-		return nil, m.err
+		return nil, m.errorf(tryOp(try), m.err)
 	}
 	if m.hooks == nil {
 		l, err := m.acquire(ctx, try)
@@ -124,10 +124,7 @@ func (m *Mutex) bound(ctx context.Context, now time.Time) time.Duration {
 // acquire takes the lock on a connection of its own, after queueing in this
 // process behind other goroutines that want the same lock (see gate).
 func (m *Mutex) acquire(ctx context.Context, try bool) (*Lock, error) {
-	op := "lock"
-	if try {
-		op = "trylock"
-	}
+	op := tryOp(try)
 	if err := ctx.Err(); err != nil {
 		return nil, m.errorf(op, err)
 	}
@@ -166,21 +163,29 @@ func (m *Mutex) acquire(ctx context.Context, try bool) (*Lock, error) {
 	return l, err
 }
 
+// tryOp names the operation: "lock" or "trylock".
+func tryOp(try bool) string {
+	if try {
+		return "trylock"
+	}
+	return "lock"
+}
+
 // acquireConn takes the lock on a pooled connection, which stays pinned to the
 // returned Lock.
 func (m *Mutex) acquireConn(ctx context.Context, bound time.Duration, try bool) (*Lock, error) {
 	conn, err := m.pool.Acquire(ctx)
 	if err != nil {
-		return nil, m.errorf("lock", fmt.Errorf("acquiring a connection: %w", err))
+		return nil, m.errorf(tryOp(try), fmt.Errorf("acquiring a connection: %w", err))
 	}
 	pg := conn.Conn().PgConn()
 	// PostgreSQL 14 and later report in_hot_standby at connection start and on
 	// promotion: the check costs no round trip.
 	if pg.ParameterStatus("in_hot_standby") == "on" {
 		conn.Release()
-		return nil, m.errorf("lock", ErrStandby)
+		return nil, m.errorf(tryOp(try), ErrStandby)
 	}
-	l := &Lock{m: m, conn: conn, done: make(chan struct{})}
+	l := &Lock{m: m, conn: conn, pid: int32(pg.PID()), done: make(chan struct{})}
 	var ok bool
 	if m.cfg.scope == ScopeTransaction {
 		ok, err = m.acquireTx(ctx, l, bound, try)
@@ -226,11 +231,11 @@ func (m *Mutex) acquireSession(ctx context.Context, conn *pgxpool.Conn, bound ti
 	if errors.Is(err, pgx.ErrNoRows) {
 		// The backend is not the connection's own: nothing was locked.
 		conn.Release()
-		return false, m.errorf("lock", ErrPooler)
+		return false, m.errorf(tryOp(try), ErrPooler)
 	}
 	if err != nil {
 		releaseAfterFailure(conn)
-		return false, m.waitError(err, interrupted)
+		return false, m.waitError(tryOp(try), err, interrupted)
 	}
 	switch {
 	case !ok && m.sql.n > 1:
@@ -271,7 +276,7 @@ func (m *Mutex) acquireTx(ctx context.Context, l *Lock, bound time.Duration, try
 		l.tx = nil
 	}
 	if err != nil {
-		return false, m.waitError(err, interrupted)
+		return false, m.waitError(tryOp(try), err, interrupted)
 	}
 	return ok, nil
 }
@@ -283,26 +288,22 @@ const maxLockTimeout = (1<<31 - 1) * time.Millisecond
 // waitError turns a failed lock call into the error Lock returns: a bound that
 // ran out matches context.DeadlineExceeded, a cancellation context.Canceled;
 // the driver's error stays reachable with errors.As.
-func (m *Mutex) waitError(err, interrupted error) error {
+func (m *Mutex) waitError(op string, err, interrupted error) error {
 	var pgErr *pgconn.PgError
 	switch {
 	case interrupted != nil:
-		return m.errorf("lock", interrupted, err)
+		return m.errorf(op, interrupted, err)
 	case errors.As(err, &pgErr) && pgErr.Code == sqlstateLockNotAvailable:
-		return m.errorf("lock", context.DeadlineExceeded, err)
+		return m.errorf(op, context.DeadlineExceeded, err)
 	default:
-		return m.errorf("lock", err)
+		return m.errorf(op, err)
 	}
 }
 
-// errorf formats an error of op on m, wrapping errs.
+// errorf returns the error of op on m: errs in a row, most general first
+// (a sentinel, then its cause).
 func (m *Mutex) errorf(op string, errs ...error) error {
-	switch len(errs) {
-	case 1:
-		return fmt.Errorf("advisorylock: %s %s: %w", op, m, errs[0])
-	default:
-		return fmt.Errorf("advisorylock: %s %s: %w: %w", op, m, errs[0], errs[1])
-	}
+	return &Error{Op: op, Lock: m.String(), Err: wrapErrs(errs...)}
 }
 
 // cleanupTimeout bounds the statement that proves a connection clean, and

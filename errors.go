@@ -2,7 +2,7 @@ package advisorylock
 
 import (
 	"errors"
-	"fmt"
+	"strings"
 )
 
 // Sentinel errors. Match them with [errors.Is]: the errors this package returns
@@ -23,37 +23,118 @@ var (
 
 	// ErrStandby reports that the server is a hot standby. Advisory locks
 	// there are local to the standby and exclude nobody on the primary, so
-	// the package refuses to take them.
-	ErrStandby = errors.New("advisorylock: server is a hot standby; advisory locks there exclude nobody on the primary")
+	// the package refuses to take them. Connect to the primary.
+	ErrStandby = errors.New("advisorylock: server is a hot standby")
 
 	// ErrPooler reports a session-scoped lock refused because the connection
-	// goes through a connection pooler (the backend running the statement is
-	// not the process the connection announced): in transaction pooling mode
-	// the lock would be stranded on a backend that other clients get next.
-	ErrPooler = errors.New("advisorylock: session-scoped lock through a connection pooler (e.g. PgBouncer in transaction mode) is unsafe; use TransactionScope(), connect to PostgreSQL directly, or AllowPooler() if the pooler runs in session mode")
+	// goes through a connection pooler: the backend running the statement is
+	// not the server process the connection announced. In transaction pooling
+	// mode (PgBouncer's pool_mode=transaction) the lock would be stranded on a
+	// backend that other clients get next. Use [TransactionScope], connect to
+	// PostgreSQL directly, or, for a pooler in session mode, [AllowPooler].
+	ErrPooler = errors.New("advisorylock: session lock through a connection pooler")
 
 	// ErrTxManaged reports an attempt to commit or roll back, through the
 	// transaction handed out by a transaction-scoped lock, the transaction
-	// the lock lives in. Release the lock instead.
-	ErrTxManaged = errors.New("advisorylock: the lock's transaction ends when the lock is released")
+	// the lock lives in. Release the lock instead ([Lock.Unlock] commits,
+	// [Lock.Rollback] rolls back).
+	ErrTxManaged = errors.New("advisorylock: transaction managed by the lock")
 
-	// ErrInvalidArgument is wrapped by every error about bad input. Such errors
-	// are returned before any round trip to the server.
+	// ErrInvalidArgument is wrapped by every error about bad input: an empty
+	// name, a nil pool, Mutex or function, a negative duration. Such errors
+	// are returned before any round trip to the server; the message says
+	// which argument was wrong.
 	ErrInvalidArgument = errors.New("advisorylock: invalid argument")
-
-	// ErrEmptyName reports a Mutex created with an empty lock name.
-	ErrEmptyName = fmt.Errorf("%w: empty lock name", ErrInvalidArgument)
-
-	// ErrNilPool reports a Mutex created with a nil pool.
-	ErrNilPool = fmt.Errorf("%w: nil pool", ErrInvalidArgument)
-
-	// ErrNilMutex reports Lock, TryLock, Holders or WithLock called with a
-	// nil *Mutex. (The accessors, such as Name and String, need a Mutex.)
-	ErrNilMutex = fmt.Errorf("%w: nil mutex", ErrInvalidArgument)
-
-	// ErrNilFunc reports WithLock called with a nil function.
-	ErrNilFunc = fmt.Errorf("%w: nil function", ErrInvalidArgument)
-
-	// ErrInvalidDuration reports a negative duration given to an option.
-	ErrInvalidDuration = fmt.Errorf("%w: negative duration", ErrInvalidArgument)
 )
+
+// Bad input, each reported as ErrInvalidArgument.
+var (
+	errEmptyName       = invalid("empty lock name")
+	errNilPool         = invalid("nil pool")
+	errNilMutex        = invalid("nil Mutex")
+	errNilFunc         = invalid("nil function")
+	errInvalidDuration = invalid("negative duration")
+)
+
+// invalid returns an error matching ErrInvalidArgument that says what was
+// wrong.
+func invalid(what string) error { return &Error{Err: &argError{what}} }
+
+// argError is bad input: its text says what, and it matches
+// ErrInvalidArgument.
+type argError struct{ what string }
+
+func (e *argError) Error() string { return e.what }
+func (e *argError) Is(target error) bool {
+	return target == ErrInvalidArgument
+}
+
+// An Error is a failed call: which operation, on which lock, and why. Every
+// error this package returns is one, so its message carries one prefix,
+// "advisorylock: ", followed by the operation and the lock. Callers branch on
+// what it wraps, with [errors.Is] (the sentinels above, context errors) and
+// [errors.As] (the driver's errors, such as *pgconn.PgError); Op and Lock are
+// for messages and logs.
+type Error struct {
+	Op   string // the call: "lock", "trylock", "unlock", "rollback", "holders"; "" for bad input
+	Lock string // the lock, as [Mutex.String] describes it; "" for bad input
+	Err  error  // the cause
+}
+
+// Error returns "advisorylock: op lock: cause", with the cause's own
+// "advisorylock: " prefix dropped so that it is not said twice.
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(prefix)
+	if e.Op != "" {
+		b.WriteString(e.Op)
+		if e.Lock != "" {
+			b.WriteByte(' ')
+			b.WriteString(e.Lock)
+		}
+		b.WriteString(": ")
+	}
+	if e.Err == nil {
+		b.WriteString("unknown error")
+	} else {
+		b.WriteString(strings.TrimPrefix(e.Err.Error(), prefix))
+	}
+	return b.String()
+}
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+const prefix = "advisorylock: "
+
+// wrapErrs joins a sentinel (or context error) and its cause into one error
+// that matches both: "sentinel: cause".
+func wrapErrs(errs ...error) error {
+	switch len(errs) {
+	case 0:
+		return nil
+	case 1:
+		return errs[0]
+	default:
+		return &chain{errs}
+	}
+}
+
+// chain is errors in a row, most general first: its text is theirs joined
+// by ": ", each without its package prefix but the first.
+type chain struct{ errs []error }
+
+func (c *chain) Error() string {
+	var b strings.Builder
+	for i, e := range c.errs {
+		if i > 0 {
+			b.WriteString(": ")
+			b.WriteString(strings.TrimPrefix(e.Error(), prefix))
+		} else {
+			b.WriteString(e.Error())
+		}
+	}
+	return b.String()
+}
+
+func (c *chain) Unwrap() []error { return c.errs }

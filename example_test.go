@@ -111,7 +111,8 @@ func ExampleTransactionScope() {
 	// together, or roll back together if fn fails or panics.
 	m := advisorylock.New(pool, "schema", advisorylock.TransactionScope())
 	_, err := advisorylock.WithLock(ctx, m, func(ctx context.Context) (struct{}, error) {
-		tx, _ := advisorylock.TxFromContext(ctx)
+		l, _ := advisorylock.LockFromContext(ctx)
+		tx := l.Tx()
 		_, err := tx.Exec(ctx, "insert into example_migrations values (1) on conflict do nothing")
 		return struct{}{}, err
 	})
@@ -158,7 +159,7 @@ func ExampleHolders() {
 	}
 	defer l.Unlock(ctx)
 
-	holders, err := advisorylock.Holders(ctx, pool, m.Key())
+	holders, err := m.Holders(ctx)
 	if err != nil {
 		log.Fatal(err)
 	}

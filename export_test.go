@@ -1,6 +1,13 @@
 package advisorylock
 
-import "time"
+import (
+	"context"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
 
 // RacedGrants reports how many session-level locks were found held, and
 // released, after acquisitions that reported failure.
@@ -11,4 +18,42 @@ func SetReleaseTimeout(t interface{ Cleanup(func()) }, d time.Duration) {
 	old := releaseTimeout
 	releaseTimeout = d
 	t.Cleanup(func() { releaseTimeout = old })
+}
+
+// Keys returns the Mutex's keys in locking order.
+func (m *Mutex) Keys() []Key { return slices.Clone(m.keys) }
+
+// Timeout returns the WithTimeout bound.
+func (m *Mutex) Timeout() time.Duration { return m.cfg.timeout }
+
+// NewSetWithKeys is NewSet for explicit keys.
+func NewSetWithKeys(pool *pgxpool.Pool, keys []Key, opts ...Option) *Mutex {
+	if len(keys) == 0 {
+		m := newMutex(pool, []Key{{}}, opts)
+		if m.err == nil {
+			m.err = errEmptyName
+		}
+		return m
+	}
+	return newMutex(pool, keys, opts)
+}
+
+// IsPair reports whether k is a pair key.
+func (k Key) IsPair() bool { return k.pair }
+
+// Holders lists the holders of keys.
+func Holders(ctx context.Context, pool *pgxpool.Pool, keys ...Key) ([]Holder, error) {
+	if pool == nil {
+		return nil, errNilPool
+	}
+	return holders(ctx, pool, keys)
+}
+
+// TxFromContext returns the transaction of the lock in ctx.
+func TxFromContext(ctx context.Context) (pgx.Tx, bool) {
+	l, ok := LockFromContext(ctx)
+	if !ok || l.tx == nil {
+		return nil, false
+	}
+	return l.Tx(), true
 }

@@ -2,7 +2,7 @@ package advisorylock
 
 import (
 	"context"
-	"fmt"
+
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -52,15 +52,9 @@ where l.locktype = 'advisory' and l.pid is not null
 	and (l.classid::int8, l.objid::int8, l.objsubid::int4) in (select * from unnest($1::int8[], $2::int8[], $3::int4[]))
 order by l.granted desc, 10, l.pid`
 
-// Holders lists the sessions that hold or await any of keys in the database
-// pool connects to, holders first. It blocks for one query and fails with the
-// query's error, or with ErrNilPool. It needs PostgreSQL 14 or later. A
-// session that ends while the query runs may be listed without its
-// application name, user and address.
-func Holders(ctx context.Context, pool *pgxpool.Pool, keys ...Key) ([]Holder, error) {
-	if pool == nil {
-		return nil, ErrNilPool
-	}
+// holders lists the sessions that hold or await any of keys in the database
+// pool connects to, holders first.
+func holders(ctx context.Context, pool *pgxpool.Pool, keys []Key) ([]Holder, error) {
 	classids := make([]int64, len(keys))
 	objids := make([]int64, len(keys))
 	subids := make([]int32, len(keys))
@@ -73,7 +67,7 @@ func Holders(ctx context.Context, pool *pgxpool.Pool, keys ...Key) ([]Holder, er
 	}
 	rows, err := pool.Query(ctx, holdersSQL, classids, objids, subids)
 	if err != nil {
-		return nil, fmt.Errorf("advisorylock: holders: %w", err)
+		return nil, err
 	}
 	defer rows.Close()
 	var hs []Holder
@@ -84,7 +78,7 @@ func Holders(ctx context.Context, pool *pgxpool.Pool, keys ...Key) ([]Holder, er
 		var shared bool
 		if err := rows.Scan(&classid, &objid, &subid, &h.PID, &h.ApplicationName, &h.User, &h.ClientAddr,
 			&shared, &h.Granted, &h.Since); err != nil {
-			return nil, fmt.Errorf("advisorylock: holders: %w", err)
+			return nil, err
 		}
 		if subid == 2 {
 			h.Key = PairKey(int32(uint32(classid)), int32(uint32(objid)))
@@ -97,19 +91,27 @@ func Holders(ctx context.Context, pool *pgxpool.Pool, keys ...Key) ([]Holder, er
 		hs = append(hs, h)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("advisorylock: holders: %w", err)
+		return nil, err
 	}
 	return hs, nil
 }
 
 // Holders lists the sessions that hold or await m's lock (for a set, any of
-// its keys), as the package function Holders does.
+// its keys) in the database m's pool connects to, holders first, then
+// waiters in the order they came. It blocks for one query and fails with the
+// query's error. It needs PostgreSQL 14 or later. A session that ends while
+// the query runs may be listed without its application name, user and
+// address.
 func (m *Mutex) Holders(ctx context.Context) ([]Holder, error) {
 	if m == nil {
-		return nil, ErrNilMutex
+		return nil, errNilMutex
 	}
 	if m.err != nil {
-		return nil, m.err
+		return nil, m.errorf("holders", m.err)
 	}
-	return Holders(ctx, m.pool, m.keys...)
+	hs, err := holders(ctx, m.pool, m.keys)
+	if err != nil {
+		return nil, m.errorf("holders", err)
+	}
+	return hs, nil
 }

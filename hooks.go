@@ -5,31 +5,22 @@ import (
 	"time"
 )
 
-// A Hook observes a Mutex. It implements one or more of AcquireHook,
-// HoldHook and LostHook; WithHooks finds which, once, by type assertion. A
-// value implementing none of them is ignored.
-//
-// Hooks are called synchronously on the lock path and must be safe for
-// concurrent use. They observe; they never change a lock's outcome. A hook
-// that panics does not leave a lock held: the lock is released (its
-// connection closed) and the panic continues to the caller of Lock, TryLock,
-// WithLock, Unlock or Rollback. When a Start method panics, no End method is
-// called for that operation, on that hook or on any other. A panic in
-// LostHook.LockLost or HoldHook.HoldEnd called from the goroutine that watches
-// a held lock (see LostHook) has no caller to go to and ends the program, as
-// any panic in a goroutine does; the lock is released by then.
-//
-// With no hooks set, the lock path calls none and pays nothing for them.
-type Hook any
-
-// AcquireHook observes the acquisition of a lock: the wait.
+// A Hook observes a Mutex's acquisitions, as pgx's tracers observe queries.
+// Hook is the base interface; a Hook may also implement HoldHook and
+// LostHook, which WithHooks finds once, by type assertion.
 //
 // AcquireStart is called before the first round trip, with the caller's
 // context; the context it returns is used for the acquisition and passed to
 // AcquireEnd. AcquireEnd is called exactly once per AcquireStart that
 // returned, on every exit path, before Lock or TryLock returns. A Mutex whose
 // input is bad (ErrInvalidArgument) fails before AcquireStart.
-type AcquireHook interface {
+//
+// Hooks are called synchronously on the lock path and must be safe for
+// concurrent use. They observe; they never change a lock's outcome. A hook
+// that panics does not leave a lock held: the lock is released and the panic
+// continues to the caller (see the package documentation). With no hooks
+// set, the lock path calls none and pays nothing for them.
+type Hook interface {
 	AcquireStart(ctx context.Context, m *Mutex, data AcquireStartData) context.Context
 	AcquireEnd(ctx context.Context, m *Mutex, data AcquireEndData)
 }
@@ -76,10 +67,9 @@ type HoldHook interface {
 type HoldStartData struct {
 	// Wait is the time the acquisition took.
 	Wait time.Duration
-	// AcquireContext is the context AcquireStart returned for this
-	// acquisition (the caller's context when no hook implements
-	// AcquireHook), for relating the hold to its acquisition: a tracing hook
-	// links the two spans through it. It must not be used to run work.
+	// AcquireContext is the context the last Hook.AcquireStart returned for
+	// this acquisition, for relating the hold to its acquisition: a tracing
+	// hook links the two spans through it. It must not be used to run work.
 	AcquireContext context.Context
 }
 
@@ -142,13 +132,13 @@ func (o Outcome) String() string {
 	}
 }
 
-// MultiHook returns a Hook that calls each of hooks in order, for every one
-// of AcquireHook, HoldHook and LostHook it implements, as pgx's multitracer
+// MultiHook returns a Hook that calls each of hooks in order, also for the
+// HoldHook and LostHook each implements, as pgx's multitracer
 // does. The context returned by one hook's Start is passed to the next; the
 // End methods are called in the same order, each with the context the last
 // Start returned, so a hook that keeps state in the context must find it
 // under a key of its own. MultiHooks nested in hooks are flattened. Nil hooks
-// are ignored, and so are values implementing none of the interfaces.
+// are ignored.
 func MultiHook(hooks ...Hook) Hook {
 	return newHookSet(hooks)
 }
@@ -156,7 +146,7 @@ func MultiHook(hooks ...Hook) Hook {
 // hookSet is the resolved list of hooks of a Mutex, and the fan-out behind
 // MultiHook.
 type hookSet struct {
-	acquire []AcquireHook
+	acquire []Hook
 	hold    []HoldHook
 	lost    []LostHook
 }
@@ -164,15 +154,16 @@ type hookSet struct {
 func newHookSet(hooks []Hook) *hookSet {
 	s := &hookSet{}
 	for _, h := range hooks {
-		if inner, ok := h.(*hookSet); ok {
+		if h == nil {
+			continue
+		}
+		if inner, ok := h.(*hookSet); ok && inner != nil {
 			s.acquire = append(s.acquire, inner.acquire...)
 			s.hold = append(s.hold, inner.hold...)
 			s.lost = append(s.lost, inner.lost...)
 			continue
 		}
-		if a, ok := h.(AcquireHook); ok {
-			s.acquire = append(s.acquire, a)
-		}
+		s.acquire = append(s.acquire, h)
 		if a, ok := h.(HoldHook); ok {
 			s.hold = append(s.hold, a)
 		}
@@ -187,7 +178,7 @@ func (s *hookSet) empty() bool {
 	return len(s.acquire) == 0 && len(s.hold) == 0 && len(s.lost) == 0
 }
 
-// AcquireStart implements AcquireHook.
+// AcquireStart implements Hook.
 func (s *hookSet) AcquireStart(ctx context.Context, m *Mutex, data AcquireStartData) context.Context {
 	for _, h := range s.acquire {
 		ctx = h.AcquireStart(ctx, m, data)
@@ -195,7 +186,7 @@ func (s *hookSet) AcquireStart(ctx context.Context, m *Mutex, data AcquireStartD
 	return ctx
 }
 
-// AcquireEnd implements AcquireHook.
+// AcquireEnd implements Hook.
 func (s *hookSet) AcquireEnd(ctx context.Context, m *Mutex, data AcquireEndData) {
 	for _, h := range s.acquire {
 		h.AcquireEnd(ctx, m, data)

@@ -112,7 +112,7 @@ func (g *hookLog) await(t *testing.T, op string, n int) {
 	}
 }
 
-// hookRecorder implements AcquireHook, HoldHook and LostHook, recording each
+// hookRecorder implements Hook, HoldHook and LostHook, recording each
 // call in its log. panicIn names an operation in which it panics (after
 // recording the call).
 type hookRecorder struct {
@@ -159,8 +159,14 @@ func (r *hookRecorder) LockLost(ctx context.Context, l *advisorylock.Lock, data 
 	r.record(ctx, hookEvent{op: "LockLost", lost: data})
 }
 
-// lostOnly implements LostHook alone.
+// lostOnly implements LostHook, and Hook with methods that do nothing.
 type lostOnly struct{ r *hookRecorder }
+
+func (lostOnly) AcquireStart(ctx context.Context, _ *advisorylock.Mutex, _ advisorylock.AcquireStartData) context.Context {
+	return ctx
+}
+
+func (lostOnly) AcquireEnd(context.Context, *advisorylock.Mutex, advisorylock.AcquireEndData) {}
 
 func (h lostOnly) LockLost(ctx context.Context, l *advisorylock.Lock, data advisorylock.LostData) {
 	h.r.LockLost(ctx, l, data)
@@ -629,7 +635,6 @@ func TestMultiHook(t *testing.T) {
 	}
 	m := advisorylock.New(pool, "multi", advisorylock.WithHooks(
 		advisorylock.MultiHook(a, nil, advisorylock.MultiHook(b, lostOnly{c})),
-		struct{}{}, // implements no hook interface: ignored
 	), advisorylock.WithHooks(d))
 	l, err := m.Lock(t.Context())
 	if err != nil {

@@ -35,7 +35,7 @@ func PairKey(k1, k2 int32) Key { return Key{pair: true, k1: k1, k2: k2} }
 //
 // Two different names share a key with probability 2^-64 per pair of names;
 // with n names in use the odds of any collision are about n²/2^65 (one in
-// 3.7·10^10 for a million names). A collision makes two unrelated locks
+// 37 million for a million names). A collision makes two unrelated locks
 // exclude each other; it never lets two holders of one lock in together.
 func KeyFromName(name string) Key {
 	sum := sha256.Sum256([]byte(name))
@@ -44,9 +44,6 @@ func KeyFromName(name string) Key {
 		int32(binary.LittleEndian.Uint32(sum[4:8])),
 	)
 }
-
-// IsPair reports whether k is in the int4-pair key space.
-func (k Key) IsPair() bool { return k.pair }
 
 // Pair returns the two int4 halves of a pair key. ok is false for a bigint key.
 func (k Key) Pair() (k1, k2 int32, ok bool) { return k.k1, k.k2, k.pair }

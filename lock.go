@@ -3,7 +3,6 @@ package advisorylock
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -42,7 +41,7 @@ func New(pool *pgxpool.Pool, name string, opts ...Option) *Mutex {
 	m := newMutex(pool, []Key{KeyFromName(name)}, opts)
 	m.name = name
 	if name == "" && m.err == nil {
-		m.err = ErrEmptyName
+		m.err = errEmptyName
 	}
 	return m
 }
@@ -60,12 +59,10 @@ func NewWithKey(pool *pgxpool.Pool, key Key, opts ...Option) *Mutex {
 // overlapping sets cannot deadlock each other. Every option applies to the
 // set as a whole: WithTimeout bounds the wait for all of them, Shared takes
 // all in shared mode, TransactionScope takes all in one transaction. A set's
-// Key is its first key in that order; Keys lists them all. Duplicate names
-// count once.
+// Key is its first key in that order. Duplicate names count once.
 //
-// Like New, it does no I/O; no names, or an empty one, is reported as
-// ErrEmptyName by every call, and more than MaxSetKeys distinct keys as
-// ErrInvalidArgument.
+// Like New, it does no I/O; no names, an empty one, or more than MaxSetKeys
+// distinct keys is reported as ErrInvalidArgument by every call.
 func NewSet(pool *pgxpool.Pool, names []string, opts ...Option) *Mutex {
 	keys := make([]Key, len(names))
 	bad := len(names) == 0
@@ -78,22 +75,9 @@ func NewSet(pool *pgxpool.Pool, names []string, opts ...Option) *Mutex {
 	}
 	m := newMutex(pool, keys, opts)
 	if bad && m.err == nil {
-		m.err = ErrEmptyName
+		m.err = errEmptyName
 	}
 	return m
-}
-
-// NewSetWithKeys is NewSet for explicit keys. No keys is reported as
-// ErrEmptyName by every call.
-func NewSetWithKeys(pool *pgxpool.Pool, keys []Key, opts ...Option) *Mutex {
-	if len(keys) == 0 {
-		m := newMutex(pool, []Key{{}}, opts)
-		if m.err == nil {
-			m.err = ErrEmptyName
-		}
-		return m
-	}
-	return newMutex(pool, keys, opts)
 }
 
 // MaxSetKeys is the most keys a set may have: a set is locked by one
@@ -105,10 +89,10 @@ func newMutex(pool *pgxpool.Pool, keys []Key, opts []Option) *Mutex {
 	m := &Mutex{pool: pool, key: keys[0], keys: keys, cfg: newConfig(opts)}
 	m.err = m.cfg.err
 	if pool == nil && m.err == nil {
-		m.err = ErrNilPool
+		m.err = errNilPool
 	}
 	if len(keys) > MaxSetKeys && m.err == nil {
-		m.err = fmt.Errorf("%w: a set of %d keys; at most %d", ErrInvalidArgument, len(keys), MaxSetKeys)
+		m.err = invalid(fmt.Sprintf("a set of %d keys; at most %d", len(keys), MaxSetKeys))
 	}
 	if len(m.cfg.hooks) > 0 {
 		if hs := newHookSet(m.cfg.hooks); !hs.empty() {
@@ -125,17 +109,11 @@ func (m *Mutex) Name() string { return m.name }
 // Key returns the lock's key; for a set, the first in locking order.
 func (m *Mutex) Key() Key { return m.key }
 
-// Keys returns the lock's keys in locking order: one, or a set's.
-func (m *Mutex) Keys() []Key { return slices.Clone(m.keys) }
-
 // Mode returns the lock mode.
 func (m *Mutex) Mode() Mode { return m.cfg.mode }
 
 // Scope returns the lock scope.
 func (m *Mutex) Scope() Scope { return m.cfg.scope }
-
-// Timeout returns the WithTimeout bound, or 0 for none.
-func (m *Mutex) Timeout() time.Duration { return m.cfg.timeout }
 
 // String describes the lock: its quoted name, or its key.
 func (m *Mutex) String() string {
@@ -186,6 +164,7 @@ const (
 type Lock struct {
 	m        *Mutex
 	conn     *pgxpool.Conn // pinned while held
+	pid      int32         // the server process of conn's session
 	tx       pgx.Tx        // the lock's transaction, in transaction scope
 	acquired time.Time     // set when hooks are in use
 	hctx     context.Context
@@ -205,6 +184,16 @@ type Lock struct {
 
 // Mutex returns the Mutex the lock was taken from.
 func (l *Lock) Mutex() *Mutex { return l.m }
+
+// PID returns the server process id (pg_backend_pid) of the session that
+// holds the lock, as pg_locks and pg_stat_activity show it, or 0 once the
+// lock is released or lost.
+func (l *Lock) PID() int32 {
+	if !l.held() {
+		return 0
+	}
+	return l.pid
+}
 
 // Done returns a channel that is closed when the lock is released or lost.
 // Session-scoped locks are watched while held (see WithKeepalive): a lost

@@ -94,11 +94,11 @@ func (c *config) fail(err error) {
 // wait that runs out returns an error matching context.DeadlineExceeded.
 //
 // Zero means no timeout (the default). A negative d makes every call of the
-// Mutex fail with ErrInvalidDuration.
+// Mutex fail with ErrInvalidArgument.
 func WithTimeout(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		if d < 0 {
-			c.fail(fmt.Errorf("%w: WithTimeout(%v)", ErrInvalidDuration, d))
+			c.fail(invalid(fmt.Sprintf("WithTimeout(%v): negative duration", d)))
 			return
 		}
 		c.timeout = d
@@ -130,11 +130,11 @@ func TransactionScope() Option {
 // The default is DefaultKeepalive (3s: noticed within 6s). Zero turns the
 // probe off (a silent network is then noticed only when the operating system
 // gives up on the connection). A negative d makes every call of the Mutex fail
-// with ErrInvalidDuration.
+// with ErrInvalidArgument.
 func WithKeepalive(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		if d < 0 {
-			c.fail(fmt.Errorf("%w: WithKeepalive(%v)", ErrInvalidDuration, d))
+			c.fail(invalid(fmt.Sprintf("WithKeepalive(%v): negative duration", d)))
 			return
 		}
 		c.keepalive = d

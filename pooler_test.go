@@ -629,29 +629,3 @@ func TestPooler_allowPoolerStrandsLock(t *testing.T) {
 		t.Errorf("%d advisory lock rows; want the 1 stranded", n)
 	}
 }
-
-// An Election holds its leadership in a session lock, so behind transaction
-// pooling Campaign is refused with ErrPooler, and Run returns it at once
-// rather than campaigning again forever.
-func TestPooler_election(t *testing.T) {
-	dsn := testDB(t)
-	b := poolerStart(t, dsn, pgtest.PgBouncerConfig{})
-	e := newElection(t, newPool(t, b.DSN()), "pooler-election", advisorylock.WithRetryDelay(10*time.Millisecond))
-	if _, err := e.Campaign(t.Context()); !errors.Is(err, advisorylock.ErrPooler) {
-		t.Fatalf("Campaign through PgBouncer: got %v; want ErrPooler", err)
-	}
-	const patience = 2 * time.Second
-	ctx, cancel := context.WithTimeout(t.Context(), patience)
-	defer cancel()
-	led := false
-	err := e.Run(ctx, func(context.Context) error {
-		led = true
-		return nil
-	})
-	if led {
-		t.Error("Run led through PgBouncer")
-	}
-	if !errors.Is(err, advisorylock.ErrPooler) || ctx.Err() != nil {
-		t.Errorf("Run through PgBouncer: got %v after %v of retrying; want ErrPooler at once", err, patience)
-	}
-}

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/advisorylock/advisorylock"
+	"github.com/advisorylock/advisorylock/election"
 	"github.com/advisorylock/advisorylock/internal/pgtest"
 )
 
@@ -232,8 +233,8 @@ func exerciseMutexes(t *testing.T, g *textLog, pool *pgxpool.Pool, ok bool) {
 func exerciseElection(t *testing.T, g *textLog, pool *pgxpool.Pool, ok bool) {
 	t.Helper()
 	ctx := t.Context()
-	e := advisorylock.NewElection(pool, "secrets-election", advisorylock.WithElectionHooks(textHook{g}),
-		advisorylock.WithRetryDelay(10*time.Millisecond))
+	e := election.New(pool, "secrets-election", election.WithHooks(textHook{g}),
+		election.WithRetryDelay(10*time.Millisecond))
 	g.add("Election", e, e.Identity())
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()

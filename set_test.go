@@ -268,7 +268,7 @@ func TestNewSet_order(t *testing.T) {
 		advisorylock.NewSet(pool, []string{"a", ""}),
 		advisorylock.NewSetWithKeys(pool, nil),
 	} {
-		if _, err := m.Lock(t.Context()); !errors.Is(err, advisorylock.ErrEmptyName) {
+		if _, err := m.Lock(t.Context()); !errors.Is(err, advisorylock.ErrInvalidArgument) {
 			t.Errorf("Lock of %v = %v; want ErrEmptyName", m, err)
 		}
 	}

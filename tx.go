@@ -138,20 +138,10 @@ func (b errBatch) Tx() pgx.Tx                       { return nil }
 type ctxKey struct{}
 
 // LockFromContext returns the Lock held around the context WithLock hands its
-// function, and whether there is one.
+// function, and whether there is one. In transaction scope, its [Lock.Tx] is
+// the transaction the function's writes go through, to commit or roll back
+// with the lock.
 func LockFromContext(ctx context.Context) (*Lock, bool) {
 	l, ok := ctx.Value(ctxKey{}).(*Lock)
 	return l, ok && l != nil
-}
-
-// TxFromContext returns the transaction of the transaction-scoped lock held
-// around the context WithLock hands its function. Statements run through it
-// commit when the function succeeds and roll back when it fails, with the
-// lock. ok is false outside WithLock and for session-scoped locks.
-func TxFromContext(ctx context.Context) (tx pgx.Tx, ok bool) {
-	l, ok := LockFromContext(ctx)
-	if !ok || l.tx == nil {
-		return nil, false
-	}
-	return l.Tx(), true
 }

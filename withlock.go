@@ -24,10 +24,10 @@ import (
 func WithLock[T any](ctx context.Context, m *Mutex, fn func(ctx context.Context) (T, error)) (T, error) {
 	var zero T
 	if m == nil {
-		return zero, ErrNilMutex
+		return zero, errNilMutex
 	}
 	if fn == nil {
-		return zero, ErrNilFunc
+		return zero, m.errorf("lock", errNilFunc)
 	}
 	l, err := m.Lock(ctx)
 	if err != nil {

@@ -42,9 +42,9 @@ type Hook struct {
 }
 
 var (
-	_ advisorylock.AcquireHook = (*Hook)(nil)
-	_ advisorylock.HoldHook    = (*Hook)(nil)
-	_ advisorylock.LostHook    = (*Hook)(nil)
+	_ advisorylock.Hook     = (*Hook)(nil)
+	_ advisorylock.HoldHook = (*Hook)(nil)
+	_ advisorylock.LostHook = (*Hook)(nil)
 )
 
 // NewHook returns a Hook configured by opts. It creates its tracer and its

@@ -109,7 +109,8 @@ func TestHook_withLock(t *testing.T) {
 			ctx, parent := tp.Tracer("test").Start(t.Context(), "request")
 			_, err := advisorylock.WithLock(ctx, m, func(ctx context.Context) (int, error) {
 				q := pool.QueryRow
-				if tx, ok := advisorylock.TxFromContext(ctx); ok {
+				if l, _ := advisorylock.LockFromContext(ctx); l.Tx() != nil {
+					tx := l.Tx()
 					q = tx.QueryRow
 				}
 				var s string
@@ -285,7 +286,8 @@ func TestHook_lost(t *testing.T) {
 		t.Run(m.Scope().String(), func(t *testing.T) {
 			_, err := advisorylock.WithLock(t.Context(), m, func(ctx context.Context) (int, error) {
 				terminateHolder(t, pool)
-				if tx, ok := advisorylock.TxFromContext(ctx); ok {
+				if l, _ := advisorylock.LockFromContext(ctx); l.Tx() != nil {
+					tx := l.Tx()
 					// A transaction-scoped lock notices at its next statement.
 					_, _ = tx.Exec(ctx, "select 1")
 				}

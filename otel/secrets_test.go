@@ -16,6 +16,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/advisorylock/advisorylock"
+	"github.com/advisorylock/advisorylock/election"
 	"github.com/advisorylock/advisorylock/internal/pgtest"
 	advisorylockotel "github.com/advisorylock/advisorylock/otel"
 )
@@ -162,7 +163,7 @@ func TestSecrets_telemetry(t *testing.T) {
 					expect("Unlock", l.Unlock(ctx))
 				}
 			}
-			el := advisorylock.NewElection(pool, "secrets-election", advisorylock.WithElectionHooks(hook))
+			el := election.New(pool, "secrets-election", election.WithHooks(hook))
 			cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			ld, err := el.Campaign(cctx)
 			cancel()

@@ -155,7 +155,8 @@ func replica(ctx context.Context, tl timeline, pool *pgxpool.Pool, n names) erro
 	tl.say("started; taking the migration lock")
 	start := time.Now()
 	_, err := advisorylock.WithLock(ctx, m, func(ctx context.Context) (struct{}, error) {
-		tx, _ := advisorylock.TxFromContext(ctx)
+		l, _ := advisorylock.LockFromContext(ctx)
+		tx := l.Tx()
 		waited := time.Since(start).Seconds()
 		var migrated bool
 		if err := tx.QueryRow(ctx, "select to_regclass($1) is not null", n.table("schema")).Scan(&migrated); err != nil {

@@ -1,9 +1,10 @@
-package advisorylock
+package election
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/advisorylock/advisorylock"
 	"strconv"
 	"sync"
 	"time"
@@ -12,23 +13,24 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Sentinel errors of leader election. Match them with errors.Is.
+// Sentinel errors of leader election. Match them with errors.Is. Bad input
+// (an empty name, a nil pool, a nil Election or function, an invalid
+// identity or duration) matches advisorylock.ErrInvalidArgument.
 var (
-	// ErrElectionClosed reports a call on an Election after Close, or a
-	// campaign that Close ended.
-	ErrElectionClosed = errors.New("advisorylock: election closed")
+	// ErrClosed reports a call on an Election after Close, or a campaign
+	// that Close ended.
+	ErrClosed = errors.New("advisorylock: election closed")
 
 	// ErrCampaigning reports Campaign or Run called on an Election that is
 	// already campaigning or leading: an Election is one candidate.
-	ErrCampaigning = errors.New("advisorylock: election: already campaigning or leading")
-
-	// ErrNilElection reports a method called on a nil *Election.
-	ErrNilElection = fmt.Errorf("%w: nil election", ErrInvalidArgument)
-
-	// ErrInvalidIdentity reports an identity that PostgreSQL would not keep
-	// as given as an application_name (see WithIdentity).
-	ErrInvalidIdentity = fmt.Errorf("%w: invalid election identity", ErrInvalidArgument)
+	ErrCampaigning = errors.New("advisorylock: already campaigning or leading")
 )
+
+// invalid returns an error about bad input, matching
+// advisorylock.ErrInvalidArgument.
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{advisorylock.ErrInvalidArgument}, args...)...)
+}
 
 // Bounds on the Election's own housekeeping.
 const (
@@ -36,6 +38,11 @@ const (
 	// campaign or leadership, two for short queries (Leader, announcements,
 	// setting up observers, confirming a release).
 	electionMaxConns = 3
+	// releaseTimeout bounds a resignation that Run or Campaign runs on a
+	// context of their own.
+	releaseTimeout = 10 * time.Second
+	// closeTimeout bounds the goodbye to a connection being closed.
+	closeTimeout = time.Second
 	// announceTimeout bounds the NOTIFY that tells observers of a change.
 	announceTimeout = 2 * time.Second
 	// terminateWait is how long the server is asked to wait for a stale
@@ -52,7 +59,7 @@ const (
 // Each candidate has an identity (WithIdentity; default "host:pid") that the
 // others read as the leader's. It travels as the application_name of the
 // Election's own database sessions, which the Election opens from a small pool
-// of its own, configured like the pool given to NewElection: the identity is
+// of its own, configured like the pool given to New: the identity is
 // set from the sessions' start and never leaks onto the caller's pool. Close
 // the Election to release them.
 //
@@ -60,7 +67,7 @@ const (
 // campaigns, runs a function while leading and campaigns again after each
 // leadership ends; Leader and Observe tell who leads. Methods are safe for
 // concurrent use. The zero Election is not usable; create one with
-// NewElection.
+// New.
 //
 // Elections need PostgreSQL 14 or later (idle_session_timeout for the lease,
 // pg_terminate_backend with a timeout for confirming a release), and a session
@@ -68,12 +75,12 @@ const (
 // transaction mode.
 type Election struct {
 	name    string
-	key     Key
-	cfg     electionConfig
-	err     error         // bad input, reported by every call
-	pool    *pgxpool.Pool // the Election's own pool; nil with bad input
-	m       *Mutex        // the election lock, on pool
-	channel string        // where leaders announce themselves (NOTIFY)
+	key     advisorylock.Key
+	cfg     config
+	err     error               // bad input, reported by every call
+	pool    *pgxpool.Pool       // the Election's own pool; nil with bad input
+	m       *advisorylock.Mutex // the election lock, on pool
+	channel string              // where leaders announce themselves (NOTIFY)
 
 	halt   context.Context // done once Close starts: ends campaigns, observers
 	cancel context.CancelFunc
@@ -90,48 +97,45 @@ type Election struct {
 	closeErr  error
 }
 
-// NewElection returns a candidate in the election called name, on the
+// New returns a candidate in the election called name, on the
 // database pool connects to. It does no I/O: the Election's own pool (at most
 // three connections, with pool's settings and hooks, its application_name set
 // to the identity) connects when first needed.
 //
-// NewElection never fails: an empty name, a nil pool or an invalid option is
+// New never fails: an empty name, a nil pool or an invalid option is
 // reported, as an error wrapping ErrInvalidArgument, by every call on the
 // Election, before any round trip. Close must be called to release the
 // Election's pool.
-func NewElection(pool *pgxpool.Pool, name string, opts ...ElectionOption) *Election {
-	e := &Election{name: name, key: KeyFromName(name), cfg: newElectionConfig(opts)}
+func New(pool *pgxpool.Pool, name string, opts ...Option) *Election {
+	e := &Election{name: name, key: advisorylock.KeyFromName(name), cfg: newConfig(opts)}
 	e.channel = "advisorylock.election." + e.key.String()
 	e.halt, e.cancel = context.WithCancel(context.Background())
 	switch {
 	case e.cfg.err != nil:
 		e.err = e.cfg.err
 	case pool == nil:
-		e.err = ErrNilPool
+		e.err = e.errorf("new", invalid("nil pool"))
 	case name == "":
-		e.err = ErrEmptyName
+		e.err = e.errorf("new", invalid("empty election name"))
 	}
 	if e.err != nil {
 		return e
 	}
 	own, err := newElectionPool(pool, e.cfg)
 	if err != nil {
-		e.err = fmt.Errorf("advisorylock: election %q: creating its pool: %w", name, err)
+		e.err = e.errorf("new", fmt.Errorf("creating its pool: %w", err))
 		return e
 	}
 	e.pool = own
-	mopts := []Option{WithKeepalive(e.cfg.lease / 3)}
-	if len(e.cfg.hooks) > 0 {
-		mopts = append(mopts, WithHooks(e.cfg.hooks...))
-	}
-	e.m = New(own, name, mopts...)
+	e.m = advisorylock.New(own, name, advisorylock.WithKeepalive(e.cfg.lease/3),
+		advisorylock.WithHooks(e.cfg.hooks...))
 	return e
 }
 
 // newElectionPool opens the Election's own pool: pool's configuration with
 // the identity as application_name, a few connections at most and, with a
 // lease, the server-side half of the lease on every session.
-func newElectionPool(pool *pgxpool.Pool, cfg electionConfig) (*pgxpool.Pool, error) {
+func newElectionPool(pool *pgxpool.Pool, cfg config) (*pgxpool.Pool, error) {
 	pc := pool.Config() // a copy
 	if pc.ConnConfig.RuntimeParams == nil {
 		pc.ConnConfig.RuntimeParams = map[string]string{}
@@ -175,7 +179,7 @@ func newElectionPool(pool *pgxpool.Pool, cfg electionConfig) (*pgxpool.Pool, err
 func (e *Election) Name() string { return e.name }
 
 // Key returns the key of the election lock.
-func (e *Election) Key() Key { return e.key }
+func (e *Election) Key() advisorylock.Key { return e.key }
 
 // Identity returns the candidate's identity, as others read it.
 func (e *Election) Identity() string { return e.cfg.identity }
@@ -188,7 +192,7 @@ func (e *Election) String() string {
 // check reports bad input or a closed Election.
 func (e *Election) check() error {
 	if e == nil {
-		return ErrNilElection
+		return invalid("nil Election")
 	}
 	if e.err != nil {
 		return e.err
@@ -196,17 +200,28 @@ func (e *Election) check() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {
-		return e.errorf("use", ErrElectionClosed)
+		return e.errorf("use", ErrClosed)
 	}
 	return nil
 }
 
-// errorf formats an error of op on e, wrapping errs.
+// errorf returns the error of op on e: errs in a row, most general first.
 func (e *Election) errorf(op string, errs ...error) error {
-	if len(errs) == 1 {
-		return fmt.Errorf("advisorylock: %s election %q: %w", op, e.name, errs[0])
+	err := errs[0]
+	if len(errs) > 1 {
+		err = fmt.Errorf("%w: %w", errs[0], errs[1])
 	}
-	return fmt.Errorf("advisorylock: %s election %q: %w: %w", op, e.name, errs[0], errs[1])
+	return &advisorylock.Error{Op: op, Lock: "election " + strconv.Quote(e.name), Err: err}
+}
+
+// relabel reports an error of the election lock as one of op on e: the
+// caller called Campaign, not Lock.
+func (e *Election) relabel(op string, err error) error {
+	var lerr *advisorylock.Error
+	if errors.As(err, &lerr) {
+		err = lerr.Err
+	}
+	return e.errorf(op, err)
 }
 
 // Campaign makes the candidate leader, blocking until it is, or until ctx is
@@ -220,7 +235,7 @@ func (e *Election) errorf(op string, errs ...error) error {
 //
 // On failure Campaign returns an error and does not lead: a cancelled ctx
 // matches context.Canceled, a deadline context.DeadlineExceeded, a closed
-// Election ErrElectionClosed; a connection that dies while waiting (its
+// Election ErrClosed; a connection that dies while waiting (its
 // session ended, the server restarted) fails the campaign with the driver's
 // error; an Election already campaigning or leading returns ErrCampaigning at
 // once; bad input matches ErrInvalidArgument. A grant that raced a
@@ -238,7 +253,7 @@ func (e *Election) Campaign(ctx context.Context) (*Leadership, error) {
 	switch {
 	case e.closed:
 		e.mu.Unlock()
-		return nil, e.errorf("campaign", ErrElectionClosed)
+		return nil, e.errorf("campaign", ErrClosed)
 	case e.campaigning || (e.leading != nil && e.leading.Err() == nil):
 		e.mu.Unlock()
 		return nil, e.errorf("campaign", ErrCampaigning)
@@ -265,7 +280,7 @@ func (e *Election) Campaign(ctx context.Context) (*Leadership, error) {
 		// Close started while the grant was on its way: give it back.
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 		defer cancel()
-		return nil, errors.Join(e.errorf("campaign", ErrElectionClosed), ld.Resign(rctx))
+		return nil, errors.Join(e.errorf("campaign", ErrClosed), ld.Resign(rctx))
 	}
 	e.announce()
 	return ld, nil
@@ -276,25 +291,24 @@ func (e *Election) Campaign(ctx context.Context) (*Leadership, error) {
 func (e *Election) campaign(ctx context.Context, prev *Leadership) (*Leadership, error) {
 	cctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	stop := context.AfterFunc(e.halt, func() { cancel(ErrElectionClosed) })
+	stop := context.AfterFunc(e.halt, func() { cancel(ErrClosed) })
 	defer stop()
 	if prev != nil {
 		if err := prev.Resign(cctx); err != nil {
-			if errors.Is(context.Cause(cctx), ErrElectionClosed) {
-				return nil, e.errorf("campaign", ErrElectionClosed)
+			if errors.Is(context.Cause(cctx), ErrClosed) {
+				return nil, e.errorf("campaign", ErrClosed)
 			}
 			return nil, e.errorf("campaign: confirming the previous leadership's release", err)
 		}
 	}
 	l, err := e.m.Lock(cctx)
 	if err != nil {
-		if errors.Is(context.Cause(cctx), ErrElectionClosed) && ctx.Err() == nil {
-			return nil, e.errorf("campaign", ErrElectionClosed)
+		if errors.Is(context.Cause(cctx), ErrClosed) && ctx.Err() == nil {
+			return nil, e.errorf("campaign", ErrClosed)
 		}
-		return nil, err
+		return nil, e.relabel("campaign", err)
 	}
-	pid, _ := heldPID(l)
-	return &Leadership{e: e, lock: l, cand: Candidate{Identity: e.cfg.identity, PID: pid}}, nil
+	return &Leadership{e: e, lock: l, cand: Candidate{Identity: e.cfg.identity, PID: l.PID()}}, nil
 }
 
 // announce tells observers, in the background, that the leadership changed.
@@ -330,7 +344,7 @@ type Candidate struct {
 // pg_locks shows it, and its application_name (pg_locks and application_name
 // are visible to every role). It blocks for one query on the Election's pool.
 // ok is false when nobody leads, including while the leader's session is
-// exiting. It fails with the query's error, ErrElectionClosed after Close, or
+// exiting. It fails with the query's error, ErrClosed after Close, or
 // bad input (ErrInvalidArgument).
 //
 // Any session holding the lock counts, including one of a Mutex of the same
@@ -370,7 +384,7 @@ order by l.pid
 limit 1`
 
 // Close ends the candidacy: it aborts a campaign under way (which then
-// returns an error matching ErrElectionClosed), resigns the leadership if the
+// returns an error matching ErrClosed), resigns the leadership if the
 // candidate leads, ends the observers (their channels close), and closes the
 // Election's pool. ctx bounds the resignation; Close returns its error, which
 // means the release could not be confirmed (the server then ends the old

@@ -1,8 +1,9 @@
-package advisorylock
+package election
 
 import (
 	"context"
 	"errors"
+	"github.com/advisorylock/advisorylock"
 	"time"
 )
 
@@ -38,14 +39,14 @@ import (
 // leadership's release was confirmed, and otherwise that confirmation's error.
 // It returns at once with ErrNilFunc for a nil fn, ErrCampaigning when the
 // Election is already campaigning or leading (through Campaign or another
-// Run), ErrElectionClosed when the Election is (or gets) closed, and bad input
+// Run), ErrClosed when the Election is (or gets) closed, and bad input
 // (ErrInvalidArgument).
 func (e *Election) Run(ctx context.Context, fn func(ctx context.Context) error) error {
 	if err := e.check(); err != nil {
 		return err
 	}
 	if fn == nil {
-		return e.errorf("run", ErrNilFunc)
+		return e.errorf("run", invalid("nil function"))
 	}
 	var last *Leadership // the last leadership, until its release is confirmed
 	for first := true; ; first = false {
@@ -56,8 +57,8 @@ func (e *Election) Run(ctx context.Context, fn func(ctx context.Context) error) 
 		if err != nil {
 			switch {
 			case ctx.Err() != nil:
-			case errors.Is(err, ErrInvalidArgument), errors.Is(err, ErrCampaigning), errors.Is(err, ErrElectionClosed),
-				errors.Is(err, ErrPooler), errors.Is(err, ErrStandby):
+			case errors.Is(err, advisorylock.ErrInvalidArgument), errors.Is(err, ErrCampaigning), errors.Is(err, ErrClosed),
+				errors.Is(err, advisorylock.ErrPooler), errors.Is(err, advisorylock.ErrStandby):
 				return err
 			default:
 				continue // its connection died, the server is away: try again
@@ -126,7 +127,7 @@ func (e *Election) lead(ctx context.Context, ld *Leadership, fn func(context.Con
 	err = fn(fctx)
 	returned = true
 	if err != nil && fctx.Err() != nil &&
-		(errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrLockLost)) {
+		(errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, advisorylock.ErrLockLost)) {
 		return nil
 	}
 	return err

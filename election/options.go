@@ -1,7 +1,7 @@
-package advisorylock
+package election
 
 import (
-	"fmt"
+	"github.com/advisorylock/advisorylock"
 	"os"
 	"strconv"
 	"time"
@@ -10,8 +10,8 @@ import (
 // Election defaults, used when the corresponding option is not given.
 const (
 	// DefaultLease is the lease of a leader when WithLease is not given:
-	// three times DefaultKeepalive.
-	DefaultLease = 3 * DefaultKeepalive
+	// three times advisorylock.DefaultKeepalive.
+	DefaultLease = 3 * advisorylock.DefaultKeepalive
 	// DefaultRetryDelay is how long Run waits before campaigning again when
 	// WithRetryDelay is not given.
 	DefaultRetryDelay = time.Second
@@ -33,35 +33,35 @@ const minLease = 100 * time.Millisecond
 // of milliseconds.
 const maxLease = (1<<31 - 1) * time.Millisecond
 
-// An ElectionOption configures an Election. Options are applied in order; a
-// later option overrides an earlier one. A nil ElectionOption is ignored.
-type ElectionOption interface {
-	applyElection(*electionConfig)
+// An Option configures an Election. Options are applied in order; a later
+// option overrides an earlier one. A nil Option is ignored.
+type Option interface {
+	apply(*config)
 }
 
-type electionOptionFunc func(*electionConfig)
+type optionFunc func(*config)
 
-func (f electionOptionFunc) applyElection(c *electionConfig) { f(c) }
+func (f optionFunc) apply(c *config) { f(c) }
 
-// electionConfig is the resolved configuration of an Election.
-type electionConfig struct {
+// config is the resolved configuration of an Election.
+type config struct {
 	identity     string
 	lease        time.Duration // 0: none
 	retryDelay   time.Duration
 	pollInterval time.Duration
-	hooks        []Hook
+	hooks        []advisorylock.Hook
 	err          error // the first invalid option, reported by every call
 }
 
-func newElectionConfig(opts []ElectionOption) electionConfig {
-	c := electionConfig{
+func newConfig(opts []Option) config {
+	c := config{
 		lease:        DefaultLease,
 		retryDelay:   DefaultRetryDelay,
 		pollInterval: DefaultPollInterval,
 	}
 	for _, o := range opts {
 		if o != nil {
-			o.applyElection(&c)
+			o.apply(&c)
 		}
 	}
 	if c.identity == "" && c.err == nil {
@@ -70,7 +70,7 @@ func newElectionConfig(opts []ElectionOption) electionConfig {
 	return c
 }
 
-func (c *electionConfig) fail(err error) {
+func (c *config) fail(err error) {
 	if c.err == nil {
 		c.err = err
 	}
@@ -84,11 +84,11 @@ func (c *electionConfig) fail(err error) {
 // PostgreSQL keeps at most 63 bytes of application_name and only printable
 // ASCII, so id must be 1 to 63 bytes of printable ASCII (space to tilde);
 // anything else makes every call of the Election fail with an error matching
-// ErrInvalidIdentity, rather than being mangled by the server. Identities
+// advisorylock.ErrInvalidArgument, rather than being mangled by the server. Identities
 // should be unique among the candidates; the default is the host name and the
 // process id, "host:pid" (the host name shortened to fit).
-func WithIdentity(id string) ElectionOption {
-	return electionOptionFunc(func(c *electionConfig) {
+func WithIdentity(id string) Option {
+	return optionFunc(func(c *config) {
 		if err := checkIdentity(id); err != nil {
 			c.fail(err)
 			return
@@ -117,15 +117,15 @@ func WithIdentity(id string) ElectionOption {
 // tcp_keepalives_* settings). A negative d, or one below 100ms or above
 // about 24.8 days (2^31-1 ms), makes every call of the Election fail with an
 // error matching ErrInvalidArgument.
-func WithLease(d time.Duration) ElectionOption {
-	return electionOptionFunc(func(c *electionConfig) {
+func WithLease(d time.Duration) Option {
+	return optionFunc(func(c *config) {
 		switch {
 		case d < 0:
-			c.fail(fmt.Errorf("%w: WithLease(%v)", ErrInvalidDuration, d))
+			c.fail(invalid("WithLease(%v): negative duration", d))
 		case d > 0 && d < minLease:
-			c.fail(fmt.Errorf("%w: WithLease(%v): below %v", ErrInvalidArgument, d, minLease))
+			c.fail(invalid("WithLease(%v): below %v", d, minLease))
 		case d > maxLease:
-			c.fail(fmt.Errorf("%w: WithLease(%v): above %v (the server's idle_session_timeout)", ErrInvalidArgument, d, maxLease))
+			c.fail(invalid("WithLease(%v): above %v (the server's idle_session_timeout)", d, maxLease))
 		default:
 			c.lease = d
 		}
@@ -135,11 +135,11 @@ func WithLease(d time.Duration) ElectionOption {
 // WithRetryDelay sets how long Run waits, after a leadership ends or a
 // campaign fails, before campaigning again. The default is DefaultRetryDelay
 // (1s); zero campaigns again at once. A negative d makes every call of the
-// Election fail with ErrInvalidDuration.
-func WithRetryDelay(d time.Duration) ElectionOption {
-	return electionOptionFunc(func(c *electionConfig) {
+// Election fail with advisorylock.ErrInvalidArgument.
+func WithRetryDelay(d time.Duration) Option {
+	return optionFunc(func(c *config) {
 		if d < 0 {
-			c.fail(fmt.Errorf("%w: WithRetryDelay(%v)", ErrInvalidDuration, d))
+			c.fail(invalid("WithRetryDelay(%v): negative duration", d))
 			return
 		}
 		c.retryDelay = d
@@ -153,21 +153,21 @@ func WithRetryDelay(d time.Duration) ElectionOption {
 // waiting. The default is DefaultPollInterval (500ms). A d that is not
 // positive makes every call of the Election fail with an error matching
 // ErrInvalidArgument.
-func WithPollInterval(d time.Duration) ElectionOption {
-	return electionOptionFunc(func(c *electionConfig) {
+func WithPollInterval(d time.Duration) Option {
+	return optionFunc(func(c *config) {
 		if d <= 0 {
-			c.fail(fmt.Errorf("%w: WithPollInterval(%v): not positive", ErrInvalidArgument, d))
+			c.fail(invalid("WithPollInterval(%v): not positive", d))
 			return
 		}
 		c.pollInterval = d
 	})
 }
 
-// WithElectionHooks adds hooks that observe the election lock's acquisitions,
-// holds and losses, as WithHooks does for a Mutex: a campaign is an
+// WithHooks adds hooks that observe the election lock's acquisitions,
+// holds and losses, as advisorylock.WithHooks does for a Mutex: a campaign is an
 // acquisition, a leadership a hold. Nil hooks are ignored.
-func WithElectionHooks(hooks ...Hook) ElectionOption {
-	return electionOptionFunc(func(c *electionConfig) {
+func WithHooks(hooks ...advisorylock.Hook) Option {
+	return optionFunc(func(c *config) {
 		for _, h := range hooks {
 			if h != nil {
 				c.hooks = append(c.hooks, h)
@@ -179,11 +179,11 @@ func WithElectionHooks(hooks ...Hook) ElectionOption {
 // checkIdentity reports an identity PostgreSQL would not keep as given.
 func checkIdentity(id string) error {
 	if id == "" || len(id) > maxIdentityLen {
-		return fmt.Errorf("%w: %d bytes; want 1 to %d", ErrInvalidIdentity, len(id), maxIdentityLen)
+		return invalid("identity of %d bytes; want 1 to %d", len(id), maxIdentityLen)
 	}
 	for i := 0; i < len(id); i++ {
 		if id[i] < ' ' || id[i] > '~' {
-			return fmt.Errorf("%w: byte %d (%#x) is not printable ASCII", ErrInvalidIdentity, i, id[i])
+			return invalid("identity: byte %d (%#x) is not printable ASCII", i, id[i])
 		}
 	}
 	return nil

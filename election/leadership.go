@@ -1,9 +1,10 @@
-package advisorylock
+package election
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/advisorylock/advisorylock"
 	"sync"
 )
 
@@ -11,7 +12,7 @@ import (
 // Election.Campaign. It is safe for concurrent use.
 type Leadership struct {
 	e    *Election
-	lock *Lock
+	lock *advisorylock.Lock
 	cand Candidate
 
 	mu       sync.Mutex // serializes Resign
@@ -57,7 +58,7 @@ func (ld *Leadership) Candidate() Candidate { return ld.cand }
 // leads (Done is closed).
 func (ld *Leadership) Resign(ctx context.Context) error {
 	if ld == nil {
-		return fmt.Errorf("%w: nil leadership", ErrInvalidArgument)
+		return invalid("nil Leadership")
 	}
 	ld.mu.Lock()
 	defer ld.mu.Unlock()
@@ -121,22 +122,10 @@ func (e *Election) endSession(ctx context.Context, c Candidate) error {
 }
 
 // lockTag returns how pg_locks shows key: classid, objid and objsubid.
-func lockTag(k Key) (classid, objid int64, subid int) {
-	if k.pair {
-		return int64(uint32(k.k1)), int64(uint32(k.k2)), 2
+func lockTag(k advisorylock.Key) (classid, objid int64, subid int) {
+	if k1, k2, ok := k.Pair(); ok {
+		return int64(uint32(k1)), int64(uint32(k2)), 2
 	}
-	return int64(uint32(uint64(k.k) >> 32)), int64(uint32(k.k)), 1
-}
-
-// heldPID returns the server process of a held session lock's connection.
-// It reads under the lock's mutex: a loss or a release leaves stateHeld under
-// that mutex before it closes or returns the connection, so the connection
-// cannot go away during the read.
-func heldPID(l *Lock) (int32, bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.state != stateHeld {
-		return 0, false
-	}
-	return int32(l.conn.Conn().PgConn().PID()), true
+	v, _ := k.Int64()
+	return int64(uint32(uint64(v) >> 32)), int64(uint32(v)), 1
 }

@@ -1,4 +1,4 @@
-package advisorylock
+package election
 
 import (
 	"context"
@@ -27,7 +27,7 @@ import (
 // backlog. Values sent are in the order the server showed them. When the
 // server cannot be asked, nothing is sent (an unknown leader is not "no
 // leader") and the observer keeps trying. Observe fails at once only for bad
-// input (ErrInvalidArgument) or a closed Election (ErrElectionClosed).
+// input (ErrInvalidArgument) or a closed Election (ErrClosed).
 func (e *Election) Observe(ctx context.Context) (<-chan Candidate, error) {
 	if err := e.check(); err != nil {
 		return nil, err
@@ -35,7 +35,7 @@ func (e *Election) Observe(ctx context.Context) (<-chan Candidate, error) {
 	e.mu.Lock()
 	if e.closed {
 		e.mu.Unlock()
-		return nil, e.errorf("observe", ErrElectionClosed)
+		return nil, e.errorf("observe", ErrClosed)
 	}
 	e.background.Add(1)
 	e.mu.Unlock()
