@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -17,10 +16,6 @@ const (
 	sqlstateLockNotAvailable = "55P03" // lock_timeout fired
 	sqlstateQueryCanceled    = "57014" // a cancel request or statement_timeout
 )
-
-// racedGrants counts session-level locks found held, and released, after an
-// acquisition that reported failure: grants that raced a timeout or cancel.
-var racedGrants atomic.Int64
 
 // lock is Lock and TryLock: validation, hooks, then acquire.
 func (m *Mutex) lock(ctx context.Context, try bool) (*Lock, error) {
@@ -234,13 +229,13 @@ func (m *Mutex) acquireSession(ctx context.Context, conn *pgxpool.Conn, bound ti
 		return false, m.errorf(tryOp(try), ErrPooler)
 	}
 	if err != nil {
-		releaseAfterFailure(conn)
+		m.releaseAfterFailure(conn)
 		return false, m.waitError(tryOp(try), err, interrupted)
 	}
 	switch {
 	case !ok && m.sql.n > 1:
 		// Some of the set's keys may have been taken.
-		releaseAfterFailure(conn)
+		m.releaseAfterFailure(conn)
 	case !ok:
 		// pg_try_advisory_lock said no: nothing is held.
 		conn.Release()
@@ -316,7 +311,7 @@ const (
 // releaseAfterFailure returns the connection of a failed session-level
 // acquisition to the pool once it is proven to hold no advisory lock, and
 // destroys it otherwise.
-func releaseAfterFailure(conn *pgxpool.Conn) {
+func (m *Mutex) releaseAfterFailure(conn *pgxpool.Conn) {
 	c := conn.Conn()
 	if c.IsClosed() {
 		conn.Release() // the pool destroys it
@@ -330,7 +325,7 @@ func releaseAfterFailure(conn *pgxpool.Conn) {
 		return
 	}
 	if held > 0 {
-		racedGrants.Add(int64(held))
+		m.racedGrants.Add(int64(held))
 	}
 	conn.Release()
 }

@@ -935,7 +935,6 @@ func badInputCases() []badCase {
 	return cases
 }
 
-
 // panickyHook panics in every method: a Mutex with bad input must not call it.
 type panickyHook struct{}
 

@@ -9,15 +9,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// RacedGrants reports how many session-level locks were found held, and
-// released, after acquisitions that reported failure.
-func RacedGrants() int64 { return racedGrants.Load() }
+// RacedGrants reports how many session-level locks of m were found held,
+// and released, after acquisitions that reported failure.
+func (m *Mutex) RacedGrants() int64 { return m.racedGrants.Load() }
 
-// SetReleaseTimeout sets the bound on WithLock's release until the test ends.
-func SetReleaseTimeout(t interface{ Cleanup(func()) }, d time.Duration) {
-	old := releaseTimeout
-	releaseTimeout = d
-	t.Cleanup(func() { releaseTimeout = old })
+// WithReleaseTimeout sets the bound on WithLock's release.
+func WithReleaseTimeout(d time.Duration) Option {
+	return optionFunc(func(c *config) { c.releaseTimeout = d })
 }
 
 // Keys returns the Mutex's keys in locking order.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -28,6 +29,11 @@ type Mutex struct {
 	hooks *hookSet // nil when no hooks are set
 	err   error    // bad input, reported by every call
 	sql   statements
+
+	// racedGrants counts session-level locks found held, and released,
+	// after an acquisition that reported failure: grants that raced a
+	// timeout or cancel. For the tests.
+	racedGrants atomic.Int64
 }
 
 // New returns a Mutex for the lock called name, on pool. The name maps to a key

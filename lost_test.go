@@ -110,9 +110,9 @@ func TestWithLock_releaseBound(t *testing.T) {
 		})
 		t.Cleanup(func() { proxy.Close() })
 		const bound = 300 * time.Millisecond
-		advisorylock.SetReleaseTimeout(t, bound)
 		// No probe: only the release bound can notice the silence.
-		m := advisorylock.New(pool, "release-bound", advisorylock.WithKeepalive(0), scope)
+		m := advisorylock.New(pool, "release-bound", advisorylock.WithKeepalive(0), scope,
+			advisorylock.WithReleaseTimeout(bound))
 		t.Run(m.Scope().String(), func(t *testing.T) {
 			var start time.Time
 			got, err := advisorylock.WithLock(t.Context(), m, func(context.Context) (string, error) {

@@ -68,11 +68,13 @@ type config struct {
 	keepalive   time.Duration // 0: no active probe
 	hooks       []Hook
 	allowPooler bool
-	err         error // the first invalid option, reported by every call
+	// releaseTimeout bounds WithLock's release; the tests shorten it.
+	releaseTimeout time.Duration
+	err            error // the first invalid option, reported by every call
 }
 
 func newConfig(opts []Option) config {
-	c := config{keepalive: DefaultKeepalive}
+	c := config{keepalive: DefaultKeepalive, releaseTimeout: defaultReleaseTimeout}
 	for _, o := range opts {
 		if o != nil {
 			o.apply(&c)

@@ -7,9 +7,9 @@ import (
 	"time"
 )
 
-// releaseTimeout bounds a release that WithLock runs on its own context. A
-// variable for the tests.
-var releaseTimeout = 10 * time.Second
+// defaultReleaseTimeout bounds a release that WithLock runs on its own
+// context.
+const defaultReleaseTimeout = 10 * time.Second
 
 // errUnlockFalse is the cause when pg_advisory_unlock answers false for a lock
 // this package believed held.

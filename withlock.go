@@ -52,7 +52,7 @@ func runLocked[T any](l *Lock, fn func(context.Context) (T, error)) (v T, fnErr,
 	returned := false
 	defer func() {
 		cancel(context.Canceled)
-		releaseErr = l.releaseWithin(l.hctx, returned && fnErr == nil, releaseTimeout)
+		releaseErr = l.releaseWithin(l.hctx, returned && fnErr == nil, l.m.cfg.releaseTimeout)
 	}()
 	v, fnErr = fn(fctx)
 	returned = true
