@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -54,17 +55,6 @@ func (m *Mutex) lockHooked(ctx context.Context, try bool) (*Lock, error) {
 	l.hold(m.hooks.HoldStart(ctx, l, HoldStartData{Wait: l.acquired.Sub(start), AcquireContext: actx}))
 	started = true
 	return l, nil
-}
-
-// hold sets the lock's hold context and, for a session lock, starts watching
-// its connection. It runs once the hooks have seen the lock, so that a loss is
-// never reported (LockLost, HoldEnd) before HoldStart has returned, nor with a
-// hold context not yet set.
-func (l *Lock) hold(hctx context.Context) {
-	l.hctx = hctx
-	if l.m.cfg.scope == ScopeSession {
-		l.startWatch()
-	}
 }
 
 // acquireReported is acquire followed, on every exit path, by AcquireEnd.
@@ -180,7 +170,7 @@ func (m *Mutex) acquireConn(ctx context.Context, bound time.Duration, try bool) 
 		conn.Release()
 		return nil, m.errorf(tryOp(try), ErrStandby)
 	}
-	l := &Lock{m: m, conn: conn, pid: int32(pg.PID()), done: make(chan struct{})}
+	l := newLock(m, conn)
 	var ok bool
 	if m.cfg.scope == ScopeTransaction {
 		ok, err = m.acquireTx(ctx, l, bound, try)
@@ -202,7 +192,7 @@ func (m *Mutex) acquireSession(ctx context.Context, conn *pgxpool.Conn, bound ti
 	c := conn.Conn()
 	args := m.sql.args
 	if !m.cfg.allowPooler {
-		args = append(append(make([]any, 0, 4), args...), int64(c.PgConn().PID()))
+		args = m.withArgs(int64(c.PgConn().PID()))
 	}
 	err, interrupted := runInterruptible(ctx, c.PgConn(), bound, m.grace(), func(qctx context.Context) error {
 		var tag pgconn.CommandTag
@@ -211,6 +201,8 @@ func (m *Mutex) acquireSession(ctx context.Context, conn *pgxpool.Conn, bound ti
 		case try:
 			return scanBools(c.QueryRow(qctx, m.sql.try, args...), m.sql.n, &ok)
 		case bound > 0 && bound <= maxLockTimeout:
+			// args is m.sql.args or a slice of this call's own; append
+			// never writes into m.sql.args (see withArgs).
 			tag, err = c.Exec(qctx, m.sql.lockTimeout, append(args, timeoutMillis(bound))...)
 		default:
 			tag, err = c.Exec(qctx, m.sql.lock, args...)
@@ -255,7 +247,7 @@ func (m *Mutex) acquireTx(ctx context.Context, l *Lock, bound time.Duration, try
 		case try:
 			b.Queue(m.sql.xactTry, m.sql.args...).QueryRow(func(row pgx.Row) error { return scanBools(row, m.sql.n, &ok) })
 		case bound > 0 && bound <= maxLockTimeout:
-			b.Queue(m.sql.xactLockTimeout, append(append(make([]any, 0, 3), m.sql.args...), timeoutMillis(bound))...)
+			b.Queue(m.sql.xactLockTimeout, m.withArgs(timeoutMillis(bound))...)
 			ok = true
 		default:
 			b.Queue(m.sql.xactLock, m.sql.args...)
@@ -274,6 +266,14 @@ func (m *Mutex) acquireTx(ctx context.Context, l *Lock, bound time.Duration, try
 		return false, m.waitError(tryOp(try), err, interrupted)
 	}
 	return ok, nil
+}
+
+// withArgs returns the keys' arguments followed by extra, in a slice of its
+// own. m.sql.args is shared by every call on m: appending to it must never
+// write into its backing array, which concurrent calls would then share, so
+// it is kept with no spare capacity (see newStatements) and extended here.
+func (m *Mutex) withArgs(extra ...any) []any {
+	return append(slices.Clip(m.sql.args), extra...)
 }
 
 // maxLockTimeout is the largest lock_timeout (an int4 of milliseconds). Longer
@@ -299,62 +299,6 @@ func (m *Mutex) waitError(op string, err, interrupted error) error {
 // (a sentinel, then its cause).
 func (m *Mutex) errorf(op string, errs ...error) error {
 	return &Error{Op: op, Lock: m.String(), Err: wrapErrs(errs...)}
-}
-
-// cleanupTimeout bounds the statement that proves a connection clean, and
-// closeTimeout the goodbye to a connection being destroyed.
-const (
-	cleanupTimeout = 5 * time.Second
-	closeTimeout   = time.Second
-)
-
-// releaseAfterFailure returns the connection of a failed session-level
-// acquisition to the pool once it is proven to hold no advisory lock, and
-// destroys it otherwise.
-func (m *Mutex) releaseAfterFailure(conn *pgxpool.Conn) {
-	c := conn.Conn()
-	if c.IsClosed() {
-		conn.Release() // the pool destroys it
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
-	defer cancel()
-	var held int
-	if err := c.QueryRow(ctx, cleanupSQL).Scan(&held, nil); err != nil {
-		destroy(conn)
-		return
-	}
-	if held > 0 {
-		m.racedGrants.Add(int64(held))
-	}
-	conn.Release()
-}
-
-// rollbackAfterFailure ends the transaction of a failed transaction-scoped
-// acquisition, which releases whatever it was granted, and returns the
-// connection to the pool; when that fails, it destroys the connection.
-func rollbackAfterFailure(conn *pgxpool.Conn) {
-	c := conn.Conn()
-	if c.IsClosed() {
-		conn.Release()
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
-	defer cancel()
-	if _, err := c.Exec(ctx, "rollback"); err != nil {
-		destroy(conn)
-		return
-	}
-	conn.Release()
-}
-
-// destroy closes a pooled connection and removes it from the pool, ending
-// its session: the server releases every lock it held.
-func destroy(conn *pgxpool.Conn) {
-	c := conn.Hijack()
-	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
-	defer cancel()
-	_ = c.Close(ctx)
 }
 
 // scanBools scans the answer of a try or unlock call: one bool, or for a set

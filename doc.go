@@ -1,21 +1,32 @@
 // Package advisorylock provides distributed locks on PostgreSQL advisory
 // locks, for Go services that already run PostgreSQL and need "only one of us
 // does this at a time": a cron process that must never run twice, a migration
-// that exactly one of N replicas runs, a leader among many.
+// that exactly one of N replicas runs, a leader among many (package
+// [github.com/advisorylock/advisorylock/election]).
 //
-// A Mutex names a lock; Lock and TryLock acquire it and return a *Lock;
-// WithLock runs a function under it and returns the function's value:
+// A [Mutex] names a lock; [Mutex.Lock] and [Mutex.TryLock] acquire it and
+// return a [*Lock]; [WithLock] runs a function under it and returns the
+// function's value:
 //
 //	m := advisorylock.New(pool, "nightly-report", advisorylock.WithTimeout(5*time.Second))
 //	n, err := advisorylock.WithLock(ctx, m, func(ctx context.Context) (int, error) {
-//		return sendReport(ctx)
+//		return sendReport(ctx) // ctx is cancelled if the lock is lost
 //	})
+//
+// # Keys
+//
+// Names map to keys exactly as the npm package advisory-lock 2.x maps them
+// ([KeyFromName]), so Go and Node.js processes share locks by name. Explicit
+// keys ([Int64Key], [PairKey], [NewWithKey]) interoperate with any other tool
+// that takes advisory locks by number. [NewSet] takes several keys together,
+// on one connection and in one round trip, always in the same order, so that
+// overlapping sets cannot deadlock.
 //
 // # Waiting, timeouts and cancellation
 //
 // The wait for a lock happens in the server (pg_advisory_lock), never by
 // polling: a waiter is woken by the server the moment the lock is free. A
-// timeout (WithTimeout, or the context's deadline, whichever is earlier) is
+// timeout ([WithTimeout], or the context's deadline, whichever is earlier) is
 // enforced by the server through lock_timeout, set in the same statement as
 // the lock call: it costs no extra round trip, and when it fires the
 // connection survives. A cancelled context is passed on to the server as a
@@ -24,11 +35,9 @@
 // Goroutines of one process that wait for the same key, in the same mode, on
 // the same pool queue in the process, first come first served, behind the one
 // that waits in the server: 200 goroutines waiting for one lock spend one
-// pooled connection, not the whole pool. NewSet takes several keys together on
-// one connection, always in the same order, so overlapping sets cannot
-// deadlock.
+// pooled connection, not the whole pool.
 //
-// # Sessions, connections and the pool
+// # Scopes: sessions, transactions and the pool
 //
 // A session-scoped lock (the default) belongs to a database session, so a
 // held lock pins one pooled connection. A connection goes back to the pool
@@ -39,35 +48,70 @@
 // cancel race, in which a grant that lands just as a timeout or cancel fires is
 // kept by the server while the statement reports the error.
 //
-// A transaction-scoped lock (TransactionScope) lives in a transaction begun in
-// the same round trip as the lock call; the function's statements can run in
-// that transaction (TxFromContext), so its writes commit or roll back with the
-// lock. It is the scope that works behind PgBouncer's transaction pooling.
+// A transaction-scoped lock ([TransactionScope]) lives in a transaction begun
+// in the same round trip as the lock call; the function's statements run in
+// that transaction ([LockFromContext], [Lock.Tx]), so its writes commit or
+// roll back with the lock. It is the scope that works behind PgBouncer's
+// transaction pooling; session locks there are refused with [ErrPooler]
+// unless [AllowPooler] says the pooler runs in session mode. A hot standby is
+// refused with [ErrStandby]: its advisory locks exclude nobody on the
+// primary.
 //
 // # Lost locks
 //
 // A held session lock is watched: a blocking read on its idle connection
 // notices at once when the server ends the session, and a small probe once per
-// keepalive interval (WithKeepalive) notices a network gone silent. A lost lock
-// closes Done, reports ErrLockLost from Err and Unlock, and cancels WithLock's
-// context with a cause matching ErrLockLost. Between the server releasing a
-// lock and the old holder noticing, another holder can start; likewise a lock
-// granted to a session that ends before the grant arrives is returned, and its
-// loss reported some 20-25ms later, when the watcher starts. Keep the window
-// short (see WithKeepalive), and prefer transaction scope where the protected
-// work is writes to the same database, since those commit only if the lock's
+// keepalive interval ([WithKeepalive]) notices a network gone silent; a probe
+// the server leaves unanswered for another interval loses the lock. A lost
+// lock closes [Lock.Done], reports [ErrLockLost] from [Lock.Err] and
+// [Lock.Unlock], and cancels WithLock's context with a cause matching
+// ErrLockLost. Between the server releasing a lock and the old holder
+// noticing, another holder can start; likewise a lock granted to a session
+// that ends before the grant arrives is returned, and its loss reported some
+// 20-25ms later, when the watcher starts. Keep the window short (see
+// WithKeepalive), and prefer transaction scope where the protected work is
+// writes to the same database, since those commit only if the lock's
 // transaction does.
 //
-// # Keys
+// Unlock is bounded by its context: a release that cannot complete closes
+// the connection, ending the session and its locks, and returns the error.
+// WithLock releases on a context of its own, bounded to 10s, so that a
+// cancelled caller still lets the lock go cleanly.
 //
-// Names map to keys exactly as the npm package advisory-lock 2.x maps them
-// (KeyFromName), so Go and Node.js processes share locks by name. Explicit keys
-// (Int64Key, PairKey) interoperate with any other tool.
+// # Hooks
+//
+// [WithHooks] adds observers in the style of pgx's tracers: a [Hook] sees
+// each acquisition (AcquireStart, AcquireEnd); one that also implements
+// [HoldHook] sees each hold, and [LostHook] each loss; [MultiHook] fans out.
+// Hooks run synchronously on the lock path and must be safe for concurrent
+// use. With no hooks set, the lock path calls none and pays nothing for them.
+// A hook that panics does not leave a lock held: the lock is released (its
+// connection closed) and the panic continues to the caller of Lock, TryLock,
+// WithLock, Unlock or Rollback. When a Start method panics, no End method is
+// called for that operation. A panic in LockLost or HoldEnd called from the
+// goroutine that watches a held lock has no caller to go to and ends the
+// program, as any panic in a goroutine does; the lock is released by then.
+// Package [github.com/advisorylock/advisorylock/otel] emits OpenTelemetry
+// spans and metrics through hooks.
+//
+// # Holders
+//
+// [Mutex.Holders] lists who holds and who awaits a lock, as the server sees
+// it (pg_locks joined with pg_stat_activity): process id, application name,
+// user, client address, mode, and since when.
 //
 // # Errors
 //
-// Errors wrap the package's sentinel errors (ErrLocked, ErrNotHeld,
-// ErrLockLost, ErrStandby, ErrInvalidArgument and its kin) and, for timeouts
-// and cancellations, context.DeadlineExceeded and context.Canceled; match them
-// with errors.Is. The driver's error stays reachable with errors.As.
+// Every error is an [*Error]: the operation the caller called, the lock, and
+// the cause, after one "advisorylock: " prefix. Match causes with
+// [errors.Is]: the sentinels [ErrLocked], [ErrNotHeld], [ErrLockLost],
+// [ErrStandby], [ErrPooler], [ErrTxManaged], and [ErrInvalidArgument] for bad
+// input, which is reported before any round trip; a timeout matches
+// [context.DeadlineExceeded], a cancellation [context.Canceled]. The driver's
+// error stays reachable with [errors.As].
+//
+// # The command
+//
+// The withlock command (cmd/withlock) runs a command under a lock, as
+// flock(1) does for files: withlock <lock-name> [--db URL] -- <command>.
 package advisorylock

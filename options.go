@@ -89,14 +89,11 @@ func (c *config) fail(err error) {
 	}
 }
 
-// WithTimeout bounds the wait for the lock to d. The bound is enforced by the
-// server, through lock_timeout sent in the same statement as the lock call:
-// it costs no extra round trip and, when it fires, the connection survives. A
-// context deadline bounds the wait too; the earlier of the two applies. A
-// wait that runs out returns an error matching context.DeadlineExceeded.
-//
-// Zero means no timeout (the default). A negative d makes every call of the
-// Mutex fail with ErrInvalidArgument.
+// WithTimeout bounds the wait for the lock to d, or to the context's deadline
+// if earlier; the server enforces it (lock_timeout, in the lock's own
+// statement), at no extra round trip and no reconnect. A wait that runs out
+// returns an error matching context.DeadlineExceeded. Zero means no timeout
+// (the default); a negative d makes every call fail with ErrInvalidArgument.
 func WithTimeout(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		if d < 0 {
@@ -116,23 +113,17 @@ func Shared() Option {
 // TransactionScope makes the Mutex take transaction-level locks
 // (pg_advisory_xact_lock): each acquisition begins a transaction on a pinned
 // connection, in the same round trip as the lock call, and the lock is
-// released when that transaction ends. Work done through the transaction (see
-// TxFromContext and Lock.Tx) commits or rolls back with the lock.
+// released when that transaction ends. Work done through the transaction
+// ([Lock.Tx]) commits or rolls back with the lock.
 func TransactionScope() Option {
 	return optionFunc(func(c *config) { c.scope = ScopeTransaction })
 }
 
-// WithKeepalive sets the interval of the active probe that watches a held
-// session-scoped lock's connection, to notice a network that went silent. Each
-// held lock sends one small query per interval while it is idle; a probe that
-// gets no answer within another interval marks the lock lost. A silent network
-// is thus noticed within two intervals. A session that the server ends is
-// noticed at once, without probing.
-//
-// The default is DefaultKeepalive (3s: noticed within 6s). Zero turns the
-// probe off (a silent network is then noticed only when the operating system
-// gives up on the connection). A negative d makes every call of the Mutex fail
-// with ErrInvalidArgument.
+// WithKeepalive sets the interval of the probe that watches a held session
+// lock's idle connection: a network gone silent is noticed within two
+// intervals (a session the server ends, at once). The default is
+// [DefaultKeepalive] (3s); zero turns the probe off. A negative d makes every
+// call of the Mutex fail with ErrInvalidArgument.
 func WithKeepalive(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		if d < 0 {
@@ -143,10 +134,10 @@ func WithKeepalive(d time.Duration) Option {
 	})
 }
 
-// WithHooks adds hooks that observe the Mutex's acquisitions, holds and
-// losses. Each hook implements one or more of AcquireHook, HoldHook and
-// LostHook; the interfaces are found once, when the Mutex is created. Hooks
-// are called in the order given. Nil hooks are ignored.
+// WithHooks adds hooks that observe the Mutex's acquisitions and, for those
+// implementing [HoldHook] and [LostHook] (found once, when the Mutex is
+// created), its holds and losses. Hooks are called in the order given. Nil
+// hooks are ignored.
 func WithHooks(hooks ...Hook) Option {
 	return optionFunc(func(c *config) {
 		for _, h := range hooks {
@@ -157,15 +148,11 @@ func WithHooks(hooks ...Hook) Option {
 	})
 }
 
-// AllowPooler lets session-scoped locks run through a connection pooler in
-// front of PostgreSQL. By default a session lock is taken only when the
-// backend running the lock call is the server process the connection
-// announced at start-up; behind a pooler it is not, and Lock fails with
-// ErrPooler, since a pooler in transaction mode (PgBouncer's
-// pool_mode=transaction) hands the session, and the lock in it, to other
-// clients. Use AllowPooler only for a pooler that dedicates a server session to
-// each client connection (session pooling). Transaction-scoped locks work
-// through any pooler and need no option.
+// AllowPooler lets session-scoped locks run through a connection pooler,
+// which they otherwise refuse with [ErrPooler] (the backend running the lock
+// call is not the one the connection announced). Use it only for a pooler
+// that dedicates a server session to each client connection (session
+// pooling); transaction-scoped locks work through any pooler.
 func AllowPooler() Option {
 	return optionFunc(func(c *config) { c.allowPooler = true })
 }

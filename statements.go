@@ -111,6 +111,7 @@ func newStatements(keys []Key, mode Mode, scope Scope, checkBackend bool) statem
 	for _, k := range keys {
 		s.args = append(s.args, k.args()...)
 	}
+	s.args = slices.Clip(s.args) // see Mutex.withArgs
 	if scope == ScopeSession {
 		lock, p := calls("pg_advisory_lock"+shared, keys)
 		// The session statements take the lock only when the backend running

@@ -30,7 +30,7 @@ func (t *lockTx) check() error {
 	defer t.l.mu.Unlock()
 	if t.l.state != stateHeld {
 		if t.l.err != nil {
-			return t.l.err
+			return t.l.m.errorf("tx", t.l.err)
 		}
 		return t.l.m.errorf("tx", ErrNotHeld)
 	}
@@ -61,7 +61,10 @@ func (t *lockTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, 
 	}
 	rows, err := t.Tx.Query(ctx, sql, args...)
 	t.after(err)
-	return rows, err
+	if err != nil {
+		return rows, err
+	}
+	return &checkedRows{Rows: rows, t: t}, nil
 }
 
 // QueryRow runs sql in the lock's transaction.
@@ -77,7 +80,7 @@ func (t *lockTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
 	if err := t.check(); err != nil {
 		return errBatch{err}
 	}
-	return t.Tx.SendBatch(ctx, b)
+	return &checkedBatch{br: t.Tx.SendBatch(ctx, b), t: t}
 }
 
 // CopyFrom copies rows into a table in the lock's transaction.
@@ -121,6 +124,57 @@ func (r *checkedRow) Scan(dest ...any) error {
 	r.t.after(err)
 	return err
 }
+
+// checkedRows notices a connection that broke while rows were read: the
+// error surfaces in Err, and in Close's reading of what is left.
+type checkedRows struct {
+	pgx.Rows
+	t *lockTx
+}
+
+func (r *checkedRows) Close() {
+	r.Rows.Close()
+	r.t.after(r.Rows.Err())
+}
+
+func (r *checkedRows) Err() error {
+	err := r.Rows.Err()
+	r.t.after(err)
+	return err
+}
+
+// checkedBatch notices a connection that broke while a batch ran.
+type checkedBatch struct {
+	br pgx.BatchResults
+	t  *lockTx
+}
+
+func (b *checkedBatch) Exec() (pgconn.CommandTag, error) {
+	tag, err := b.br.Exec()
+	b.t.after(err)
+	return tag, err
+}
+
+func (b *checkedBatch) Query() (pgx.Rows, error) {
+	rows, err := b.br.Query()
+	b.t.after(err)
+	if err != nil {
+		return rows, err
+	}
+	return &checkedRows{Rows: rows, t: b.t}, nil
+}
+
+func (b *checkedBatch) QueryRow() pgx.Row {
+	return &checkedRow{row: b.br.QueryRow(), t: b.t}
+}
+
+func (b *checkedBatch) Close() error {
+	err := b.br.Close()
+	b.t.after(err)
+	return err
+}
+
+func (b *checkedBatch) Tx() pgx.Tx { return b.br.Tx() }
 
 type errRow struct{ err error }
 

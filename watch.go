@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -20,11 +21,13 @@ const armTick = 5 * time.Millisecond
 // errSilent is the cause of a loss noticed by the probe.
 var errSilent = errors.New("the server did not answer the keepalive probe")
 
-// watcher is the goroutine that watches a held session lock's connection.
+// watcher is the state of the goroutine that watches a held session lock's
+// connection. It lives in its Lock, whose mu guards cancel and done.
 type watcher struct {
-	since  time.Time          // when the lock was granted
-	cancel context.CancelFunc // stops the watching, set once it runs
+	since  time.Time          // when the lock was granted; set by startWatch
+	cancel context.CancelFunc // stops the watching; set once the goroutine runs
 	done   chan struct{}      // closed when the goroutine has stopped
+	probes atomic.Int32       // probes sent, for the tests
 }
 
 // arming queues the session locks whose watchers are still to start, in the
@@ -45,13 +48,12 @@ type armedLock struct {
 
 // startWatch arms the watcher of a session lock just acquired.
 func (l *Lock) startWatch() {
-	w := &watcher{since: l.acquired}
-	if w.since.IsZero() {
-		w.since = time.Now()
+	l.watch.since = l.acquired
+	if l.watch.since.IsZero() {
+		l.watch.since = time.Now()
 	}
-	l.watch = w
 	arming.mu.Lock()
-	arming.queue = append(arming.queue, armedLock{l, w.since.Add(watchDelay)})
+	arming.queue = append(arming.queue, armedLock{l, l.watch.since.Add(watchDelay)})
 	start := !arming.running
 	arming.running = true
 	arming.mu.Unlock()
@@ -100,27 +102,27 @@ func armer() {
 	}
 }
 
-// held reports whether the lock is still held.
-func (l *Lock) held() bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.state == stateHeld
-}
-
 // stopWatch stops the watcher and waits until it no longer uses the
-// connection. The lock must not be held any more (state releasing or later),
-// so a watcher that has not started yet never will.
-func (l *Lock) stopWatch() {
-	w := l.watch
-	if w == nil {
-		return
-	}
+// connection, and reports true; the lock must no longer be held, so a watcher
+// not started yet never will. A watcher can be in the middle of a probe that a
+// silent server does not answer: when ctx ends first, stopWatch closes the
+// connection's socket, which ends the probe and the session with it, and
+// reports false.
+func (l *Lock) stopWatch(ctx context.Context) bool {
 	l.mu.Lock()
-	cancel, done := w.cancel, w.done
+	cancel, done := l.watch.cancel, l.watch.done
 	l.mu.Unlock()
-	if cancel != nil {
-		cancel()
+	if cancel == nil {
+		return true
+	}
+	cancel()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		_ = l.conn.Conn().PgConn().Conn().Close()
 		<-done
+		return false
 	}
 }
 
@@ -172,6 +174,7 @@ func (l *Lock) monitor(ctx context.Context) error {
 			probe = probeSQL(l.watch.since)
 		}
 		pctx, cancel := context.WithTimeout(context.Background(), interval)
+		l.watch.probes.Add(1)
 		err = pg.Exec(pctx, probe).Close()
 		cancel()
 		if err != nil {

@@ -5,22 +5,12 @@ import (
 	"errors"
 )
 
-// WithLock acquires m's lock, runs fn while holding it, releases it, and
-// returns fn's value and error. It blocks while waiting, as Mutex.Lock does,
-// and fails as Lock does when the lock cannot be acquired, without calling fn.
-//
-// fn's context is derived from ctx. It carries the lock (LockFromContext) and,
-// in transaction scope, the lock's transaction (TxFromContext). It is cancelled
-// when the lock is lost, with a context.Cause matching ErrLockLost: fn should
-// stop its work then, since another holder may have started.
-//
-// The lock is released however fn ends: returning (a transaction-scoped lock
-// commits when fn's error is nil and rolls back otherwise), panicking (the
-// panic goes on after the release) or calling runtime.Goexit. The release runs
-// on a context that keeps ctx's values but not its cancellation, bounded to 10s,
-// so a ctx cancelled while fn ran still lets the lock go cleanly. If the release
-// fails, fn's value is still returned and the error joins fn's error with the
-// release error (matching ErrLockLost when the lock was lost).
+// WithLock acquires m's lock as [Mutex.Lock] does, runs fn while holding it,
+// releases it however fn ends (return, panic, runtime.Goexit; a transaction
+// commits only when fn returns nil), and returns fn's value and error. fn's
+// context carries the lock ([LockFromContext]) and is cancelled, with a cause
+// matching [ErrLockLost], when the lock is lost. A failed acquisition is
+// returned without calling fn; a failed release is joined to fn's error.
 func WithLock[T any](ctx context.Context, m *Mutex, fn func(ctx context.Context) (T, error)) (T, error) {
 	var zero T
 	if m == nil {
