@@ -7,9 +7,9 @@ import (
 )
 
 // synopsis is the short usage printed with a usage error.
-const synopsis = `usage: withlock [options] <lock-name> -- <command> [args...]
+const synopsis = `usage: withlock [options] <lock-name> [options] -- <command> [args...]
        withlock [options] --key K -- <command> [args...]
-       withlock --status [--db URL] (<lock-name> | --key K)
+       withlock --status [options] (<lock-name> | --key K) [options]
 Try 'withlock --help' for more.
 `
 
@@ -18,11 +18,14 @@ const helpHead = `withlock runs a command while holding a PostgreSQL advisory lo
 only one such command runs at a time across all the machines that share the
 database. It behaves like flock(1), with a database in place of a file.
 
-usage: withlock [options] <lock-name> -- <command> [args...]
+usage: withlock [options] <lock-name> [options] -- <command> [args...]
        withlock [options] --key K -- <command> [args...]
-       withlock --status [--db URL] (<lock-name> | --key K)
+       withlock --status [options] (<lock-name> | --key K) [options]
 
-Options (before the lock name):
+Options go before or after the lock name, in any order, up to "--"; all
+that follows "--" is the command, passed on verbatim.
+
+Options:
 `
 
 const helpTail = `
