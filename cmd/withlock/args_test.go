@@ -368,6 +368,37 @@ func TestHelp_matchesDoc(t *testing.T) {
 	}
 }
 
+// TestHelp_passwordInDB checks that the help and the manual warn that a
+// password in --db shows in ps, and name the safer places for it.
+func TestHelp_passwordInDB(t *testing.T) {
+	var help strings.Builder
+	writeHelp(&help)
+	doc, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := regexp.MustCompile(`\bps\b`)
+	// doc.go's comment as text: "//" and "// " dropped from each line.
+	manual := regexp.MustCompile(`(?m)^// ?`).ReplaceAllString(string(doc), "")
+	for name, text := range map[string]string{"help": help.String(), "doc.go": manual} {
+		found := false
+		for _, para := range strings.Split(text, "\n\n") {
+			if !strings.Contains(para, "--db") || !ps.MatchString(para) {
+				continue
+			}
+			found = true
+			for _, want := range []string{"PG_CONNECTION_STRING", "PGPASSWORD", "pgpass", "PGPASSFILE"} {
+				if !strings.Contains(para, want) {
+					t.Errorf("%s: the warning about --db and ps does not mention %s:\n%s", name, want, para)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s does not warn that a password in --db shows in ps", name)
+		}
+	}
+}
+
 func FuzzParseArgs(f *testing.F) {
 	for _, s := range []string{
 		"x\x00--\x00true",

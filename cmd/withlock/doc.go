@@ -63,6 +63,12 @@
 // "withlock" (application_name) unless the settings name them. No message
 // of withlock ever shows a password or a connection string.
 //
+// A password in --db is visible to every local user, in ps and /proc, for as
+// long as withlock runs: give it in PG_CONNECTION_STRING or PGPASSWORD (a
+// process's environment is readable by its user alone), or in a pgpass file
+// (~/.pgpass, or the file PGPASSFILE names, as with libpq), and leave it out
+// of --db.
+//
 // # The command
 //
 // The command inherits stdin, stdout and stderr. withlock's own messages go

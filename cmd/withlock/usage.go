@@ -34,6 +34,9 @@ Node.js programs naming the same lock exclude each other.
 
 Database: --db, else PG_CONNECTION_STRING, else the libpq environment (PGHOST,
 PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGSERVICE, ...), as psql reads it.
+A password in --db is visible to every local user (ps, /proc): give it in
+PG_CONNECTION_STRING or PGPASSWORD, or in a pgpass file (~/.pgpass, or the file
+PGPASSFILE names), and leave it out of --db.
 
 The command inherits stdin, stdout and stderr; withlock's own messages go to
 stderr, never stdout (which --help and --status, running no command, use).
