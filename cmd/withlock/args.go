@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -166,30 +167,49 @@ func lookupLong(name string) *flagSpec {
 
 // parseArgs parses withlock's arguments (without the program name):
 //
-//	[options] <lock-name> -- <command> [args...]
+//	[options] <lock-name> [options] -- <command> [args...]
 //	[options] --key K -- <command> [args...]
-//	[options] --status (<lock-name> | --key K)
+//	[options] --status (<lock-name> | --key K) [options]
 //
-// Options come before the lock name, as with flock(1) (getopt with "+"):
-// short ones may be clustered (-nv) and take their value attached or as the
-// next argument (-w5, -w 5); long ones take it after "=" or as the next
-// argument. A value is taken verbatim even if it starts with "-". Everything
-// after "--" is the command, untouched. -h/--help stops the parsing and
-// returns options with help set. Any other problem is a *usageError.
+// Options may come before and after the lock name, up to the first "--", as
+// getopt permutes them, so that the documented form
+// "withlock <lock-name> [--db URL] -- <command>" works. Short options may be
+// clustered (-nv) and take their value attached or as the next argument (-w5,
+// -w 5); long ones take it after "=" or as the next argument. A value is taken
+// verbatim even if it starts with "-", but "--" is never a value: it always
+// starts the command, and everything after it is the command, untouched.
+// -h/--help stops the parsing and returns options with help set. Any other
+// problem is a *usageError.
 //
 // parseArgs is pure: it reads no environment and does no I/O.
 func parseArgs(args []string) (options, error) {
 	o := options{conflict: defaultConflictExitCode, grace: defaultGrace, keepalive: defaultKeepalive}
-	i := 0
-	for ; i < len(args); i++ {
+	var (
+		extra    string   // a second argument that is not an option, if hasExtra
+		hasExtra bool     // parsing stopped at extra
+		rest     []string // from the "--" on, if any
+	)
+	for i := 0; i < len(args) && !hasExtra && rest == nil; i++ {
 		a := args[i]
-		if a == "--" || a == "-" || !strings.HasPrefix(a, "-") {
-			break
-		}
 		var err error
-		if strings.HasPrefix(a, "--") {
+		switch {
+		case a == "--":
+			rest = args[i:]
+		case a == "-" || !strings.HasPrefix(a, "-"):
+			// Not an option: the lock name, or the command without its "--"
+			// (or a second name), where parsing stops: what follows may be
+			// the command's own options.
+			switch {
+			case o.name != "":
+				extra, hasExtra = a, true
+			case a == "":
+				return options{}, usagef("empty lock name")
+			default:
+				o.name = a
+			}
+		case strings.HasPrefix(a, "--"):
 			i, err = parseLong(&o, args, i)
-		} else {
+		default:
 			i, err = parseShort(&o, args, i)
 		}
 		if err != nil {
@@ -199,14 +219,13 @@ func parseArgs(args []string) (options, error) {
 			return o, nil
 		}
 	}
-	if i < len(args) && args[i] != "--" {
-		if args[i] == "" {
-			return options{}, usagef("empty lock name")
-		}
-		o.name = args[i]
-		i++
-	}
 	switch {
+	case o.status && (hasExtra || rest != nil):
+		return options{}, usagef("--status takes no command")
+	case hasExtra && slices.Contains(args, "--"):
+		return options{}, usagef(`two lock names, %s and %s: give one, and the command after "--"`, quoteArg(o.name), quoteArg(extra))
+	case hasExtra:
+		return options{}, usagef(`missing "--" before the command %s`, quoteArg(extra))
 	case o.name != "" && o.hasKey:
 		return options{}, usagef("give a lock name or --key, not both")
 	case o.name == "" && !o.hasKey:
@@ -215,23 +234,11 @@ func parseArgs(args []string) (options, error) {
 	if o.hasTimeout && o.timeout == 0 {
 		o.nonblock = true // flock(1): a zero timeout does not wait
 	}
-	rest := args[i:]
-	if o.status {
-		if len(rest) > 0 {
-			return options{}, usagef("--status takes no command")
-		}
-		return o, nil
-	}
 	switch {
-	case len(rest) == 0:
+	case o.status:
+		return o, nil
+	case rest == nil:
 		return options{}, usagef(`missing "--" and the command to run`)
-	case rest[0] != "--":
-		if strings.HasPrefix(rest[0], "-") {
-			// Only the option's name: its value may be a secret (--db=URL).
-			name, _, _ := strings.Cut(rest[0], "=")
-			return options{}, usagef("option %s after the lock name: options go before it", quoteArg(name))
-		}
-		return options{}, usagef(`missing "--" before the command %s`, quoteArg(rest[0]))
 	case len(rest) == 1:
 		return options{}, usagef(`missing command after "--"`)
 	}
@@ -251,7 +258,7 @@ func parseLong(o *options, args []string, i int) (int, error) {
 	case f.arg == "" && hasVal:
 		return i, usagef("option --%s takes no value", name)
 	case f.arg != "" && !hasVal:
-		if i+1 >= len(args) {
+		if i+1 >= len(args) || args[i+1] == "--" {
 			return i, usagef("option --%s needs a value", name)
 		}
 		i++
@@ -281,7 +288,7 @@ func parseShort(o *options, args []string, i int) (int, error) {
 		}
 		val := a[j+1:]
 		if val == "" {
-			if i+1 >= len(args) {
+			if i+1 >= len(args) || args[i+1] == "--" {
 				return i, usagef("option -%c needs a value", a[j])
 			}
 			i++

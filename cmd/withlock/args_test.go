@@ -5,6 +5,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -86,6 +87,32 @@ func TestParseArgs(t *testing.T) {
 		{"help stops parsing", []string{"-h", "--bogus"}, def(func(o *options) { o.help = true })},
 		{"help in a cluster", []string{"-vh"}, def(func(o *options) { o.verbose, o.help = true, true })},
 		{"dash is a name", []string{"-", "--", "true"}, def(func(o *options) { o.name, o.command = "-", []string{"true"} })},
+		// Options after the lock name, up to "--": the documented form
+		// withlock <lock-name> [--db URL] -- <command>.
+		{"db after the name", []string{"mylock", "--db", "postgres://h/d", "--", "cmd"}, def(func(o *options) {
+			o.db, o.hasDB, o.name, o.command = "postgres://h/d", true, "mylock", []string{"cmd"}
+		})},
+		{"db= after the name", []string{"mylock", "--db=postgres://h/d", "--", "cmd"}, def(func(o *options) {
+			o.db, o.hasDB, o.name, o.command = "postgres://h/d", true, "mylock", []string{"cmd"}
+		})},
+		{"options on both sides", []string{"-n", "x", "-sv", "-w", "2", "--db", "-", "--", "cmd", "-n"}, def(func(o *options) {
+			o.nonblock, o.shared, o.verbose, o.timeout, o.hasTimeout = true, true, true, 2*time.Second, true
+			o.db, o.hasDB, o.name, o.command = "-", true, "x", []string{"cmd", "-n"}
+		})},
+		{"option after dash name", []string{"-", "-E", "5", "--", "true"}, def(func(o *options) {
+			o.conflict, o.name, o.command = 5, "-", []string{"true"}
+		})},
+		{"key after the name position", []string{"-v", "--key", "1,2", "--", "true"}, def(func(o *options) {
+			o.verbose, o.key, o.hasKey, o.command = true, advisorylock.PairKey(1, 2), true, []string{"true"}
+		})},
+		{"status, then name, then db", []string{"--status", "x", "--db", "postgres://h/d"}, def(func(o *options) {
+			o.status, o.name, o.db, o.hasDB = true, "x", "postgres://h/d", true
+		})},
+		{"status after the name", []string{"x", "--status"}, def(func(o *options) { o.status, o.name = true, "x" })},
+		{"help after the name", []string{"x", "--help", "--bogus"}, def(func(o *options) { o.name, o.help = "x", true })},
+		{"options after -- are the command's", []string{"x", "--", "withlock", "y", "--db", "z", "--", "-h"}, def(func(o *options) {
+			o.name, o.command = "x", []string{"withlock", "y", "--db", "z", "--", "-h"}
+		})},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -112,7 +139,14 @@ func TestParseArgs_usageErrors(t *testing.T) {
 		{"no command", []string{"x", "--"}, "missing command"},
 		{"only --", []string{"--", "true"}, "missing lock name"},
 		{"empty name", []string{"", "--", "true"}, "empty lock name"},
-		{"option after name", []string{"x", "-n", "--", "true"}, "options go before it"},
+		{"two names", []string{"x", "y", "--", "true"}, `two lock names, "x" and "y"`},
+		{"two names around an option", []string{"x", "-n", "y", "--", "true"}, `two lock names, "x" and "y"`},
+		{"command without -- after an option", []string{"x", "-n", "ls", "-l"}, `missing "--" before the command "ls"`},
+		{"unknown option after the name", []string{"x", "--quiet", "--", "true"}, "unknown option --quiet"},
+		{"missing value before --", []string{"x", "--db", "--", "true"}, "option --db needs a value"},
+		{"missing short value before --", []string{"x", "-w", "--", "true"}, "option -w needs a value"},
+		{"status with a second name", []string{"--status", "x", "y"}, "takes no command"},
+		{"status with --", []string{"x", "--status", "--"}, "takes no command"},
 		{"unknown short", []string{"-q", "x", "--", "true"}, "unknown option -q"},
 		{"unknown long", []string{"--quiet", "x", "--", "true"}, "unknown option --quiet"},
 		{"missing value", []string{"-w"}, "needs a value"},
@@ -151,8 +185,11 @@ func TestParseArgs_secretsNotEchoed(t *testing.T) {
 		{"--db", secret},
 		{"--db", secret, "x"},
 		{"--db=" + secret, "-q"},
-		{"x", "--db=" + secret, "--", "true"},
-		{"x", "--db", secret, "--", "true"},
+		{"x", "--db=" + secret, "-q", "--", "true"},
+		{"x", "--db", secret, "-w", "soon", "--", "true"},
+		{"x", "--db", secret},
+		{"x", "--db", secret, "y", "--", "true"},
+		{"--db", secret, "--key", "1", "x", "--", "true"},
 		{"--db"},
 	} {
 		_, err := parseArgs(args)
@@ -310,9 +347,54 @@ func TestHelp_matchesDoc(t *testing.T) {
 			}
 		}
 	}
+	// The synopsis is the same in the usage, the help and the manual, and
+	// shows options after the lock name too.
+	if !strings.Contains(synopsis, "<lock-name> [options] --") {
+		t.Errorf("synopsis %q; want it to show options after the lock name", synopsis)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(synopsis), "\n") {
+		line = strings.TrimPrefix(strings.TrimSpace(line), "usage: ")
+		if !strings.HasPrefix(line, "withlock ") {
+			continue
+		}
+		if !strings.Contains(help.String(), line) || !strings.Contains(string(doc), line) {
+			t.Errorf("help or doc.go does not show the synopsis line %q", line)
+		}
+	}
 	for _, code := range []string{"64", "69", "75", "126", "127", "128+N"} {
 		if !strings.Contains(help.String(), code) || !strings.Contains(string(doc), code) {
 			t.Errorf("help or doc.go does not mention exit status %s", code)
+		}
+	}
+}
+
+// TestHelp_passwordInDB checks that the help and the manual warn that a
+// password in --db shows in ps, and name the safer places for it.
+func TestHelp_passwordInDB(t *testing.T) {
+	var help strings.Builder
+	writeHelp(&help)
+	doc, err := os.ReadFile("doc.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := regexp.MustCompile(`\bps\b`)
+	// doc.go's comment as text: "//" and "// " dropped from each line.
+	manual := regexp.MustCompile(`(?m)^// ?`).ReplaceAllString(string(doc), "")
+	for name, text := range map[string]string{"help": help.String(), "doc.go": manual} {
+		found := false
+		for _, para := range strings.Split(text, "\n\n") {
+			if !strings.Contains(para, "--db") || !ps.MatchString(para) {
+				continue
+			}
+			found = true
+			for _, want := range []string{"PG_CONNECTION_STRING", "PGPASSWORD", "pgpass", "PGPASSFILE"} {
+				if !strings.Contains(para, want) {
+					t.Errorf("%s: the warning about --db and ps does not mention %s:\n%s", name, want, para)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s does not warn that a password in --db shows in ps", name)
 		}
 	}
 }
@@ -327,6 +409,12 @@ func FuzzParseArgs(f *testing.F) {
 		"--timeout=\x00x\x00--",
 		"-w-1\x00x\x00--\x00a",
 		"x\x00-n\x00--\x00a",
+		"x\x00--db\x00postgres://h/d\x00--\x00cmd",
+		"x\x00-sw\x002\x00--\x00cmd\x00-n",
+		"--status\x00x\x00--db=h",
+		"x\x00y\x00--\x00a",
+		"x\x00--db\x00--\x00a",
+		"x\x00--\x00--\x00--",
 		"--\x00--\x00--",
 		"-h",
 	} {
@@ -357,15 +445,47 @@ func FuzzParseArgs(f *testing.F) {
 			}
 			return
 		}
-		// The command is the arguments after a "--", verbatim and non-empty.
-		n := len(o.command)
-		if n == 0 || n >= len(args) || args[len(args)-n-1] != "--" || !reflect.DeepEqual(o.command, args[len(args)-n:]) {
-			t.Fatalf("parseArgs(%q) command = %q; want the arguments after a \"--\"", args, o.command)
+		// The command is the arguments after the first "--", verbatim and
+		// non-empty: "--" is never an option's value.
+		dd := slices.Index(args, "--")
+		if dd < 0 || len(o.command) == 0 || !reflect.DeepEqual(o.command, args[dd+1:]) {
+			t.Fatalf("parseArgs(%q) command = %q; want the arguments after the first \"--\"", args, o.command)
+		}
+		// Options may come before or after the name: moving the name to
+		// the front changes nothing.
+		if o.name != "" {
+			if i := slices.Index(args[:dd], o.name); i >= 0 && (i == 0 || !takesValue(args[i-1])) {
+				moved := append([]string{o.name}, slices.Delete(slices.Clone(args), i, i+1)...)
+				if o2, err := parseArgs(moved); err != nil || !reflect.DeepEqual(o2, o) {
+					t.Fatalf("parseArgs(%q) = %+v, %v; parseArgs(%q) = %+v", moved, o2, err, args, o)
+				}
+			}
 		}
 		if o.timeout < 0 || o.grace < 0 || o.keepalive < 0 || o.conflict < 0 || o.conflict > 255 {
 			t.Fatalf("parseArgs(%q) = %+v: a value out of range", args, o)
 		}
 	})
+}
+
+// takesValue reports whether arg is an option that takes the next argument
+// as its value.
+func takesValue(arg string) bool {
+	switch {
+	case strings.HasPrefix(arg, "--"):
+		f := lookupLong(arg[2:])
+		return f != nil && f.arg != ""
+	case strings.HasPrefix(arg, "-") && len(arg) > 1:
+		for j := 1; j < len(arg); j++ {
+			f := lookupShort(arg[j])
+			if f == nil {
+				return false
+			}
+			if f.arg != "" {
+				return j == len(arg)-1
+			}
+		}
+	}
+	return false
 }
 
 // flockSeconds matches flock's plain seconds, with a sign as Go takes one.

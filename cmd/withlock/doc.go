@@ -7,15 +7,16 @@
 //
 // # Usage
 //
-//	withlock [options] <lock-name> -- <command> [args...]
+//	withlock [options] <lock-name> [options] -- <command> [args...]
 //	withlock [options] --key K -- <command> [args...]
-//	withlock --status [--db URL] (<lock-name> | --key K)
+//	withlock --status [options] (<lock-name> | --key K) [options]
 //
-// Options come before the lock name (as with flock, parsing stops at the
-// first argument that is not an option); everything after "--" is the
-// command, passed on verbatim. Short options may be clustered (-nv) and take
-// their value attached or separate (-w5, -w 5); long ones take it after "=" or
-// separate (--timeout=5, --timeout 5).
+// Options go before or after the lock name, in any order, up to "--"
+// (withlock mylock --db URL -- cmd, withlock --db URL mylock -- cmd);
+// everything after "--" is the command, passed on verbatim. Short options may
+// be clustered (-nv) and take their value attached or separate (-w5, -w 5);
+// long ones take it after "=" or separate (--timeout=5, --timeout 5). A value
+// may start with "-", but "--" is never a value.
 //
 // # Options
 //
@@ -61,6 +62,12 @@
 // string leaves out. withlock uses at most two connections, named
 // "withlock" (application_name) unless the settings name them. No message
 // of withlock ever shows a password or a connection string.
+//
+// A password in --db is visible to every local user, in ps and /proc, for as
+// long as withlock runs: give it in PG_CONNECTION_STRING or PGPASSWORD (a
+// process's environment is readable by its user alone), or in a pgpass file
+// (~/.pgpass, or the file PGPASSFILE names, as with libpq), and leave it out
+// of --db.
 //
 // # The command
 //

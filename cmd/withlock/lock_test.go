@@ -56,6 +56,34 @@ func TestDB_flagWinsOverEnvironment(t *testing.T) {
 	}
 }
 
+// TestOptions_afterName runs the documented form,
+// withlock <lock-name> [--db URL] -- <command>, with options after the lock
+// name taking effect: --db over an environment that reaches no database, -n
+// and -E against a held lock, and --status's --db.
+func TestOptions_afterName(t *testing.T) {
+	t.Parallel()
+	dsn, _ := testDB(t)
+	badEnv := []string{EnvConnectionString + fmt.Sprintf("=postgres://nobody:wrong@127.0.0.1:%d/nowhere?sslmode=disable", closedPort(t))}
+	r := withlock(t, badEnv, args([]string{"mylock", "--db", dsn}, "echo", "ran")...)
+	wantCode(t, r, 0)
+	if r.stdout != "ran\n" || r.stderr != "" {
+		t.Errorf("stdout %q, stderr %q; want the command's output alone", r.stdout, r.stderr)
+	}
+
+	const name = "after-name"
+	holdLock(t, dsn, advisorylock.KeyFromName(name), false)
+	r = withlock(t, badEnv, args([]string{name, "--db=" + dsn, "-n", "-E", "3"}, "echo", "ran")...)
+	wantCode(t, r, 3)
+	if r.stdout != "" {
+		t.Errorf("stdout %q; want nothing: the lock is held", r.stdout)
+	}
+	r = withlock(t, badEnv, "--status", name, "--db", dsn)
+	wantCode(t, r, 0)
+	if !strings.Contains(r.stdout, ": 1 holder, 0 waiters\n") {
+		t.Errorf("status %q; want one holder", r.stdout)
+	}
+}
+
 // TestDB_libpqEnvironment runs withlock with the libpq variables alone, and
 // with a service file (PGSERVICEFILE, PGSERVICE), as psql would.
 func TestDB_libpqEnvironment(t *testing.T) {

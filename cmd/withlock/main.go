@@ -188,7 +188,12 @@ func (a *app) connect(ctx context.Context, pool *pgxpool.Pool) int {
 	if err == nil || ctx.Err() != nil {
 		return 0
 	}
-	a.say("cannot connect to the database (settings from %s): %v", a.src.from, err)
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		a.say("cannot connect to %s (settings from %s): %s", connectTarget(ce.Config), a.src.from, connectFailure(ce))
+	} else {
+		a.say("cannot connect to the database (settings from %s): %s", a.src.from, describe(err, ""))
+	}
 	return exitUnavailable
 }
 
@@ -225,7 +230,7 @@ func (a *app) acquire(ctx context.Context, pool *pgxpool.Pool, m *advisorylock.M
 		a.verbosef("timed out after %v waiting for %s (-w)", roundDuration(time.Since(start)), m)
 		return nil, a.o.conflict
 	default:
-		a.say("cannot lock %s: %v", m, err)
+		a.say("cannot lock %s: %s", m, describe(err, m.String()))
 		return nil, exitUnavailable
 	}
 }
@@ -291,7 +296,7 @@ func (a *app) runLocked(l *advisorylock.Lock, path string) int {
 		}
 		a.say("cannot run %s: %v", quoteArg(a.o.command[0]), cause(err))
 		if rerr := a.release(l); rerr != nil {
-			a.say("releasing %s: %v", m, rerr)
+			a.say("releasing %s: %s", m, describe(rerr, m.String()))
 		}
 		return code
 	}
@@ -338,7 +343,7 @@ func (a *app) runLocked(l *advisorylock.Lock, path string) int {
 		return exitLost
 	case rerr != nil:
 		// The library closed the connection, which released the lock.
-		a.say("releasing %s: %v", m, rerr)
+		a.say("releasing %s: %s", m, describe(rerr, m.String()))
 	}
 	return status
 }

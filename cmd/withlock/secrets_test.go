@@ -145,3 +145,28 @@ func TestSecrets_contention(t *testing.T) {
 	}
 	noSecret(t, r, secrets...)
 }
+
+// The help's advice for keeping the password out of ps works: --db without
+// a password, and the password in a pgpass file that PGPASSFILE names.
+func TestSecrets_passfile(t *testing.T) {
+	t.Parallel()
+	dsn, _ := testDB(t)
+	role, password := newSecretRole(t)
+	db := withUser(t, dsn, role, "")
+	passfile := writeFile(t, t.TempDir(), "pgpass", fmt.Sprintf("*:*:*:%s:%s\n", role, password), 0o600)
+
+	// Without the file the server refuses the login...
+	r := withlock(t, []string{"PGPASSFILE=" + passfile + ".missing"}, args([]string{"passfile", "--db", db}, "echo", "ran")...)
+	wantCode(t, r, exitUnavailable)
+	if !strings.Contains(r.stderr, "28P01") {
+		t.Errorf("stderr %q; want the server's refusal (28P01)", r.stderr)
+	}
+	noSecret(t, r, password)
+	// ...and with it, it lets the role in.
+	r = withlock(t, []string{"PGPASSFILE=" + passfile}, args([]string{"-v", "passfile", "--db", db}, "echo", "ran")...)
+	wantCode(t, r, 0)
+	if r.stdout != "ran\n" {
+		t.Errorf("stdout %q; want the command's output", r.stdout)
+	}
+	noSecret(t, r, password)
+}

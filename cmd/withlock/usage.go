@@ -7,9 +7,9 @@ import (
 )
 
 // synopsis is the short usage printed with a usage error.
-const synopsis = `usage: withlock [options] <lock-name> -- <command> [args...]
+const synopsis = `usage: withlock [options] <lock-name> [options] -- <command> [args...]
        withlock [options] --key K -- <command> [args...]
-       withlock --status [--db URL] (<lock-name> | --key K)
+       withlock --status [options] (<lock-name> | --key K) [options]
 Try 'withlock --help' for more.
 `
 
@@ -18,11 +18,14 @@ const helpHead = `withlock runs a command while holding a PostgreSQL advisory lo
 only one such command runs at a time across all the machines that share the
 database. It behaves like flock(1), with a database in place of a file.
 
-usage: withlock [options] <lock-name> -- <command> [args...]
+usage: withlock [options] <lock-name> [options] -- <command> [args...]
        withlock [options] --key K -- <command> [args...]
-       withlock --status [--db URL] (<lock-name> | --key K)
+       withlock --status [options] (<lock-name> | --key K) [options]
 
-Options (before the lock name):
+Options go before or after the lock name, in any order, up to "--"; all
+that follows "--" is the command, passed on verbatim.
+
+Options:
 `
 
 const helpTail = `
@@ -31,6 +34,9 @@ Node.js programs naming the same lock exclude each other.
 
 Database: --db, else PG_CONNECTION_STRING, else the libpq environment (PGHOST,
 PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGSERVICE, ...), as psql reads it.
+A password in --db is visible to every local user (ps, /proc): give it in
+PG_CONNECTION_STRING or PGPASSWORD, or in a pgpass file (~/.pgpass, or the file
+PGPASSFILE names), and leave it out of --db.
 
 The command inherits stdin, stdout and stderr; withlock's own messages go to
 stderr, never stdout (which --help and --status, running no command, use).
