@@ -192,7 +192,7 @@ func (a *app) connect(ctx context.Context, pool *pgxpool.Pool) int {
 	if errors.As(err, &ce) {
 		a.say("cannot connect to %s (settings from %s): %s", connectTarget(ce.Config), a.src.from, connectFailure(ce))
 	} else {
-		a.say("cannot connect to the database (settings from %s): %s", a.src.from, describe(err, ""))
+		a.say("cannot connect to the database (settings from %s): %s", a.src.from, describe(err))
 	}
 	return exitUnavailable
 }
@@ -230,7 +230,7 @@ func (a *app) acquire(ctx context.Context, pool *pgxpool.Pool, m *advisorylock.M
 		a.verbosef("timed out after %v waiting for %s (-w)", roundDuration(time.Since(start)), m)
 		return nil, a.o.conflict
 	default:
-		a.say("cannot lock %s: %s", m, describe(err, m.String()))
+		a.say("cannot lock %s: %s", m, describe(err))
 		return nil, exitUnavailable
 	}
 }
@@ -296,7 +296,7 @@ func (a *app) runLocked(l *advisorylock.Lock, path string) int {
 		}
 		a.say("cannot run %s: %v", quoteArg(a.o.command[0]), cause(err))
 		if rerr := a.release(l); rerr != nil {
-			a.say("releasing %s: %s", m, describe(rerr, m.String()))
+			a.say("releasing %s: %s", m, describe(rerr))
 		}
 		return code
 	}
@@ -343,7 +343,7 @@ func (a *app) runLocked(l *advisorylock.Lock, path string) int {
 		return exitLost
 	case rerr != nil:
 		// The library closed the connection, which released the lock.
-		a.say("releasing %s: %s", m, describe(rerr, m.String()))
+		a.say("releasing %s: %s", m, describe(rerr))
 	}
 	return status
 }
@@ -392,9 +392,9 @@ func lossReason(err error) string {
 	if errors.As(err, &pgErr) {
 		return fmt.Sprintf("%s (SQLSTATE %s)", pgErr.Message, pgErr.Code)
 	}
-	s := err.Error()
-	if i := strings.LastIndex(s, advisorylock.ErrLockLost.Error()+": "); i >= 0 {
-		return s[i+len(advisorylock.ErrLockLost.Error())+2:]
+	s := libraryCause(err)
+	if rest, ok := strings.CutPrefix(s, strings.TrimPrefix(advisorylock.ErrLockLost.Error(), libraryPrefix)+": "); ok {
+		return rest
 	}
 	return s
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/advisorylock/advisorylock"
 )
 
 // Each of withlock's messages is one line, "withlock: " and then each fact
@@ -22,13 +24,13 @@ import (
 // shaped as expected.
 
 // describe is err's text for a message that has said what failed, and on
-// which lock (subject, "" for none): "cannot lock "x": <describe(err, `"x"`)>".
-func describe(err error, subject string) string {
+// which lock: "cannot lock "x": <describe(err)>".
+func describe(err error) string {
 	var ce *pgconn.ConnectError
 	if errors.As(err, &ce) {
 		return "cannot connect to " + connectTarget(ce.Config) + ": " + connectFailure(ce)
 	}
-	return libraryCause(err, subject)
+	return libraryCause(err)
 }
 
 // connectTarget names the database and the user of a connection attempt:
@@ -112,58 +114,13 @@ func tidyAttempt(err error) string {
 const libraryPrefix = "advisorylock: "
 
 // libraryCause is the text of an error of the library without what the
-// message says already: the library's "advisorylock: <op> <subject>: " before
-// the causes it wraps is dropped (what follows subject up to the causes
-// stays), and the package prefix of each cause. subject is the lock as the
-// message names it (the library's Mutex.String). An error of another shape
-// keeps its text, less a leading package prefix.
-func libraryCause(err error, subject string) string {
-	text := err.Error()
-	plain := strings.TrimPrefix(text, libraryPrefix)
-	var causes []error
-	switch u := err.(type) {
-	case interface{ Unwrap() error }:
-		if c := u.Unwrap(); c != nil {
-			causes = []error{c}
-		}
-	case interface{ Unwrap() []error }:
-		causes = u.Unwrap()
+// message says already: the operation and the lock (an *advisorylock.Error's
+// Op and Lock) and the package prefix. An error of another shape keeps its
+// text, less a leading package prefix.
+func libraryCause(err error) string {
+	var e *advisorylock.Error
+	if errors.As(err, &e) && e.Err != nil {
+		err = e.Err
 	}
-	texts := make([]string, len(causes))
-	for i, c := range causes {
-		texts[i] = c.Error()
-	}
-	ctx, ok := strings.CutPrefix(text, libraryPrefix)
-	if ok {
-		ctx, ok = strings.CutSuffix(ctx, ": "+strings.Join(texts, ": "))
-	}
-	if !ok || len(causes) == 0 {
-		return plain
-	}
-	op, rest, _ := strings.Cut(ctx, " ")
-	more := ""
-	switch {
-	case !isWord(op):
-		return plain
-	case rest == "" || rest == subject:
-	case subject != "" && strings.HasPrefix(rest, subject+": "):
-		more = rest[len(subject)+2:] + ": "
-	default:
-		return plain
-	}
-	for i, c := range causes {
-		texts[i] = libraryCause(c, subject)
-	}
-	return more + strings.Join(texts, ": ")
-}
-
-// isWord reports whether s is a lower-case word, as the library's operations
-// are named ("lock", "unlock", "holders").
-func isWord(s string) bool {
-	for _, c := range s {
-		if c < 'a' || c > 'z' {
-			return false
-		}
-	}
-	return s != ""
+	return strings.TrimPrefix(err.Error(), libraryPrefix)
 }

@@ -24,7 +24,7 @@ func (a *app) status(ctx context.Context, pool *pgxpool.Pool, m *advisorylock.Mu
 		if ctx.Err() != nil {
 			return 0
 		}
-		a.say("cannot list the holders of %s: %s", m, describe(err, m.String()))
+		a.say("cannot list the holders of %s: %s", m, describe(err))
 		return exitUnavailable
 	}
 	var b strings.Builder
