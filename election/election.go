@@ -239,13 +239,40 @@ func (e *Election) relabel(op string, err error) error {
 // session ended, the server restarted) fails the campaign with the driver's
 // error; an Election already campaigning or leading returns ErrCampaigning at
 // once; bad input matches ErrInvalidArgument. A grant that raced a
-// cancellation is released before Campaign returns (see Mutex.Lock).
+// cancellation is released before Campaign returns (see Mutex.Lock), and so
+// is a grant that arrives once ctx is done: Campaign then resigns the fresh
+// leadership and returns ctx's error, since its caller has stopped wanting it.
 //
 // When the candidate's previous leadership ended without its release being
 // confirmed (it was lost, or Resign failed), Campaign first makes sure, as
 // Resign does, that the old session no longer holds the lock, and fails with
 // that error if it cannot.
 func (e *Election) Campaign(ctx context.Context) (*Leadership, error) {
+	ld, err := e.win(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if ctx.Err() != nil {
+		// The grant arrived as ctx ended: the caller no longer wants it.
+		return nil, e.giveBack(ctx, "campaign", ld)
+	}
+	e.announce()
+	return ld, nil
+}
+
+// giveBack resigns a leadership won as ctx ended, and returns the error of op
+// that reports ctx's end (and the resignation's failure, if it failed: the
+// next campaign then confirms the release).
+func (e *Election) giveBack(ctx context.Context, op string, ld *Leadership) error {
+	if err := ld.resign(ctx); err != nil {
+		return e.errorf(op, ctx.Err(), err)
+	}
+	return e.errorf(op, ctx.Err())
+}
+
+// win is Campaign without its last step: the leadership it returns may have
+// been won as ctx ended, and is not announced yet.
+func (e *Election) win(ctx context.Context) (*Leadership, error) {
 	if err := e.check(); err != nil {
 		return nil, err
 	}
@@ -282,7 +309,6 @@ func (e *Election) Campaign(ctx context.Context) (*Leadership, error) {
 		defer cancel()
 		return nil, errors.Join(e.errorf("campaign", ErrClosed), ld.Resign(rctx))
 	}
-	e.announce()
 	return ld, nil
 }
 

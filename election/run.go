@@ -34,6 +34,9 @@ import (
 // leadership's release is confirmed before the next campaign (see
 // Leadership.Resign).
 //
+// Run never calls fn once ctx is done: a leadership won as ctx ends (the
+// grant and a shutdown signal crossing) is resigned without calling fn.
+//
 // Resignations run on a context that keeps ctx's values but not its
 // cancellation, bounded to 10s. Run returns nil when ctx is done and the last
 // leadership's release was confirmed, and otherwise that confirmation's error.
@@ -53,7 +56,7 @@ func (e *Election) Run(ctx context.Context, fn func(ctx context.Context) error) 
 		if !first && !e.pause(ctx) {
 			break
 		}
-		ld, err := e.Campaign(ctx)
+		ld, err := e.win(ctx)
 		if err != nil {
 			switch {
 			case ctx.Err() != nil:
@@ -66,6 +69,12 @@ func (e *Election) Run(ctx context.Context, fn func(ctx context.Context) error) 
 			break
 		}
 		last = ld
+		if ctx.Err() != nil {
+			// The grant arrived as ctx ended: fn is never called once
+			// ctx is done. The leadership is given back below.
+			break
+		}
+		e.announce()
 		fnErr := e.lead(ctx, ld, fn)
 		resignErr := ld.resign(ctx)
 		if resignErr == nil {
