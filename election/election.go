@@ -13,25 +13,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Sentinel errors of leader election. Match them with errors.Is. Bad input
-// (an empty name, a nil pool, a nil Election or function, an invalid
-// identity or duration) matches advisorylock.ErrInvalidArgument.
-var (
-	// ErrClosed reports a call on an Election after Close, or a campaign
-	// that Close ended.
-	ErrClosed = errors.New("advisorylock: election closed")
-
-	// ErrCampaigning reports Campaign or Run called on an Election that is
-	// already campaigning or leading: an Election is one candidate.
-	ErrCampaigning = errors.New("advisorylock: already campaigning or leading")
-)
-
-// invalid returns an error about bad input, matching
-// advisorylock.ErrInvalidArgument.
-func invalid(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{advisorylock.ErrInvalidArgument}, args...)...)
-}
-
 // Bounds on the Election's own housekeeping.
 const (
 	// electionMaxConns sizes the Election's pool: one connection for the
@@ -77,7 +58,7 @@ type Election struct {
 	name    string
 	key     advisorylock.Key
 	cfg     config
-	err     error               // bad input, reported by every call
+	err     error               // bad input, reported by every call (see check)
 	pool    *pgxpool.Pool       // the Election's own pool; nil with bad input
 	m       *advisorylock.Mutex // the election lock, on pool
 	channel string              // where leaders announce themselves (NOTIFY)
@@ -114,16 +95,16 @@ func New(pool *pgxpool.Pool, name string, opts ...Option) *Election {
 	case e.cfg.err != nil:
 		e.err = e.cfg.err
 	case pool == nil:
-		e.err = e.errorf("new", invalid("nil pool"))
+		e.err = invalid("nil pool")
 	case name == "":
-		e.err = e.errorf("new", invalid("empty election name"))
+		e.err = invalid("empty election name")
 	}
 	if e.err != nil {
 		return e
 	}
 	own, err := newElectionPool(pool, e.cfg)
 	if err != nil {
-		e.err = e.errorf("new", fmt.Errorf("creating its pool: %w", err))
+		e.err = fmt.Errorf("creating its pool: %w", err)
 		return e
 	}
 	e.pool = own
@@ -189,41 +170,6 @@ func (e *Election) String() string {
 	return "election " + strconv.Quote(e.name) + " as " + strconv.Quote(e.cfg.identity)
 }
 
-// check reports bad input or a closed Election.
-func (e *Election) check() error {
-	if e == nil {
-		return invalid("nil Election")
-	}
-	if e.err != nil {
-		return e.err
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
-		return e.errorf("use", ErrClosed)
-	}
-	return nil
-}
-
-// errorf returns the error of op on e: errs in a row, most general first.
-func (e *Election) errorf(op string, errs ...error) error {
-	err := errs[0]
-	if len(errs) > 1 {
-		err = fmt.Errorf("%w: %w", errs[0], errs[1])
-	}
-	return &advisorylock.Error{Op: op, Lock: "election " + strconv.Quote(e.name), Err: err}
-}
-
-// relabel reports an error of the election lock as one of op on e: the
-// caller called Campaign, not Lock.
-func (e *Election) relabel(op string, err error) error {
-	var lerr *advisorylock.Error
-	if errors.As(err, &lerr) {
-		err = lerr.Err
-	}
-	return e.errorf(op, err)
-}
-
 // Campaign makes the candidate leader, blocking until it is, or until ctx is
 // done or the Election is closed. The wait happens in the server, in the queue
 // of the election lock, on one connection of the Election's pool; a candidate
@@ -254,26 +200,26 @@ func (e *Election) Campaign(ctx context.Context) (*Leadership, error) {
 	}
 	if ctx.Err() != nil {
 		// The grant arrived as ctx ended: the caller no longer wants it.
-		return nil, e.giveBack(ctx, "campaign", ld)
+		return nil, e.giveBack(ctx, "campaign", ld, ctx.Err())
 	}
 	e.announce()
 	return ld, nil
 }
 
-// giveBack resigns a leadership won as ctx ended, and returns the error of op
-// that reports ctx's end (and the resignation's failure, if it failed: the
-// next campaign then confirms the release).
-func (e *Election) giveBack(ctx context.Context, op string, ld *Leadership) error {
+// giveBack resigns a leadership won as the caller stopped wanting it, and
+// returns the error of op saying why: cause, then the resignation's failure
+// if it failed (the next campaign then confirms the release).
+func (e *Election) giveBack(ctx context.Context, op string, ld *Leadership, cause error) error {
 	if err := ld.resign(ctx); err != nil {
-		return e.errorf(op, ctx.Err(), err)
+		return e.errorf(op, cause, err)
 	}
-	return e.errorf(op, ctx.Err())
+	return e.errorf(op, cause)
 }
 
 // win is Campaign without its last step: the leadership it returns may have
 // been won as ctx ended, and is not announced yet.
 func (e *Election) win(ctx context.Context) (*Leadership, error) {
-	if err := e.check(); err != nil {
+	if err := e.check("campaign"); err != nil {
 		return nil, err
 	}
 	e.mu.Lock()
@@ -305,9 +251,7 @@ func (e *Election) win(ctx context.Context) (*Leadership, error) {
 	}
 	if closed {
 		// Close started while the grant was on its way: give it back.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
-		defer cancel()
-		return nil, errors.Join(e.errorf("campaign", ErrClosed), ld.Resign(rctx))
+		return nil, e.giveBack(ctx, "campaign", ld, ErrClosed)
 	}
 	return ld, nil
 }
@@ -324,7 +268,7 @@ func (e *Election) campaign(ctx context.Context, prev *Leadership) (*Leadership,
 			if errors.Is(context.Cause(cctx), ErrClosed) {
 				return nil, e.errorf("campaign", ErrClosed)
 			}
-			return nil, e.errorf("campaign: confirming the previous leadership's release", err)
+			return nil, e.errorf("campaign", errPrevRelease, err)
 		}
 	}
 	l, err := e.m.Lock(cctx)
@@ -377,7 +321,7 @@ type Candidate struct {
 // name, or a leader whose network went silent and whose lease has not run out
 // (see WithLease).
 func (e *Election) Leader(ctx context.Context) (c Candidate, ok bool, err error) {
-	if err := e.check(); err != nil {
+	if err := e.check("leader"); err != nil {
 		return Candidate{}, false, err
 	}
 	return e.leader(ctx)

@@ -58,7 +58,7 @@ func (ld *Leadership) Candidate() Candidate { return ld.cand }
 // leads (Done is closed).
 func (ld *Leadership) Resign(ctx context.Context) error {
 	if ld == nil {
-		return invalid("nil Leadership")
+		return &advisorylock.Error{Op: "resign", Err: invalid("nil Leadership")}
 	}
 	ld.mu.Lock()
 	defer ld.mu.Unlock()
@@ -76,7 +76,7 @@ func (ld *Leadership) Resign(ctx context.Context) error {
 	}
 	if err := ld.e.endSession(ctx, ld.cand); err != nil {
 		if unlockErr != nil {
-			return ld.e.errorf("resign", unlockErr, err)
+			return ld.e.errorf("resign", unlabel(unlockErr), err)
 		}
 		return ld.e.errorf("resign", err)
 	}
@@ -103,7 +103,7 @@ var errSessionAlive = errors.New("the old session still holds the lock")
 // session of c.
 func (e *Election) endSession(ctx context.Context, c Candidate) error {
 	if err := ctx.Err(); err != nil {
-		return err
+		return fmt.Errorf("confirming the release: %w", err)
 	}
 	if c.PID == 0 {
 		return nil // the session ended before its process id was read

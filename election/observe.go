@@ -29,7 +29,7 @@ import (
 // leader") and the observer keeps trying. Observe fails at once only for bad
 // input (ErrInvalidArgument) or a closed Election (ErrClosed).
 func (e *Election) Observe(ctx context.Context) (<-chan Candidate, error) {
-	if err := e.check(); err != nil {
+	if err := e.check("observe"); err != nil {
 		return nil, err
 	}
 	e.mu.Lock()

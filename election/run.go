@@ -45,7 +45,7 @@ import (
 // Run), ErrClosed when the Election is (or gets) closed, and bad input
 // (ErrInvalidArgument).
 func (e *Election) Run(ctx context.Context, fn func(ctx context.Context) error) error {
-	if err := e.check(); err != nil {
+	if err := e.check("run"); err != nil {
 		return err
 	}
 	if fn == nil {
