@@ -4,13 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/advisorylock/advisorylock"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/advisorylock/advisorylock"
 )
 
 // Bounds on the Election's own housekeeping.
@@ -31,29 +32,11 @@ const (
 	terminateWait = 5 * time.Second
 )
 
-// An Election is one candidate in a leader election among processes (or
-// goroutines) sharing a PostgreSQL database: at most one candidate per
-// election name leads at a time. Leading means holding a session-scoped
-// exclusive advisory lock on the name's key (KeyFromName, as for a Mutex of
-// the same name, with which it therefore conflicts).
-//
-// Each candidate has an identity (WithIdentity; default "host:pid") that the
-// others read as the leader's. It travels as the application_name of the
-// Election's own database sessions, which the Election opens from a small pool
-// of its own, configured like the pool given to New: the identity is
-// set from the sessions' start and never leaks onto the caller's pool. Close
-// the Election to release them.
-//
-// Campaign blocks until the candidate leads and returns a *Leadership; Run
-// campaigns, runs a function while leading and campaigns again after each
-// leadership ends; Leader and Observe tell who leads. Methods are safe for
-// concurrent use. The zero Election is not usable; create one with
-// New.
-//
-// Elections need PostgreSQL 14 or later (idle_session_timeout for the lease,
-// pg_terminate_backend with a timeout for confirming a release), and a session
-// per candidate that lives as long as its leadership: not a pooler in
-// transaction mode.
+// An Election is one candidate in a leader election: see the package
+// documentation. Its methods are safe for concurrent use, but as one
+// candidate it campaigns or leads once at a time ([ErrCampaigning]). The zero
+// Election is not usable; create one with [New] and release it with
+// [Election.Close].
 type Election struct {
 	name    string
 	key     advisorylock.Key
@@ -78,15 +61,12 @@ type Election struct {
 	closeErr  error
 }
 
-// New returns a candidate in the election called name, on the
-// database pool connects to. It does no I/O: the Election's own pool (at most
-// three connections, with pool's settings and hooks, its application_name set
-// to the identity) connects when first needed.
-//
-// New never fails: an empty name, a nil pool or an invalid option is
-// reported, as an error wrapping ErrInvalidArgument, by every call on the
-// Election, before any round trip. Close must be called to release the
-// Election's pool.
+// New returns a candidate in the election called name, on the database pool
+// connects to. It does no I/O: the Election's own pool, configured like pool
+// (see the package documentation), connects when first needed. New never
+// fails: a nil pool, an empty name or an invalid option is reported by every
+// call on the Election, before any round trip, as an error matching
+// [advisorylock.ErrInvalidArgument]. Close must be called to release the pool.
 func New(pool *pgxpool.Pool, name string, opts ...Option) *Election {
 	e := &Election{name: name, key: advisorylock.KeyFromName(name), cfg: newConfig(opts)}
 	e.channel = "advisorylock.election." + e.key.String()
@@ -170,29 +150,16 @@ func (e *Election) String() string {
 	return "election " + strconv.Quote(e.name) + " as " + strconv.Quote(e.cfg.identity)
 }
 
-// Campaign makes the candidate leader, blocking until it is, or until ctx is
-// done or the Election is closed. The wait happens in the server, in the queue
-// of the election lock, on one connection of the Election's pool; a candidate
-// that is waiting wins the moment the leader resigns or its session ends.
-//
-// On success the returned Leadership is held until Resign, Close, or its loss
-// (see Leadership.Done). Leaders announce themselves to observers (NOTIFY, in
-// the background).
-//
-// On failure Campaign returns an error and does not lead: a cancelled ctx
-// matches context.Canceled, a deadline context.DeadlineExceeded, a closed
-// Election ErrClosed; a connection that dies while waiting (its
-// session ended, the server restarted) fails the campaign with the driver's
-// error; an Election already campaigning or leading returns ErrCampaigning at
-// once; bad input matches ErrInvalidArgument. A grant that raced a
-// cancellation is released before Campaign returns (see Mutex.Lock), and so
-// is a grant that arrives once ctx is done: Campaign then resigns the fresh
-// leadership and returns ctx's error, since its caller has stopped wanting it.
-//
-// When the candidate's previous leadership ended without its release being
-// confirmed (it was lost, or Resign failed), Campaign first makes sure, as
-// Resign does, that the old session no longer holds the lock, and fails with
-// that error if it cannot.
+// Campaign makes the candidate leader, blocking, in the server's queue for the
+// election lock, until it leads, ctx is done or the Election is closed. The
+// Leadership lasts until [Leadership.Resign], Close or its loss
+// ([Leadership.Done]). It fails with ctx's error ([context.Canceled],
+// [context.DeadlineExceeded]), [ErrClosed], [ErrCampaigning] at once while
+// another campaign or leadership of e is under way, the driver's error when
+// its session ends, [advisorylock.ErrPooler], [advisorylock.ErrStandby] or
+// [advisorylock.ErrInvalidArgument]. A grant that arrives once ctx is done is
+// resigned, not returned. A previous leadership whose release was never
+// confirmed is confirmed first (see [Leadership.Resign]).
 func (e *Election) Campaign(ctx context.Context) (*Leadership, error) {
 	ld, err := e.win(ctx)
 	if err != nil {
@@ -300,7 +267,7 @@ func (e *Election) announce() {
 }
 
 // A Candidate is a participant in an election as the server sees it: the
-// leader, in what Election.Leader and Election.Observe report. The zero
+// leader, as [Election.Leader] and [Election.Observe] report it. The zero
 // Candidate stands for "no leader".
 type Candidate struct {
 	// Identity is the candidate's identity: its session's application_name.
@@ -310,16 +277,11 @@ type Candidate struct {
 	PID int32
 }
 
-// Leader reports who leads now: the session holding the election lock, as
-// pg_locks shows it, and its application_name (pg_locks and application_name
-// are visible to every role). It blocks for one query on the Election's pool.
-// ok is false when nobody leads, including while the leader's session is
-// exiting. It fails with the query's error, ErrClosed after Close, or
-// bad input (ErrInvalidArgument).
-//
-// Any session holding the lock counts, including one of a Mutex of the same
-// name, or a leader whose network went silent and whose lease has not run out
-// (see WithLease).
+// Leader reports who leads now, as the server shows it: the session holding
+// the election lock (a Mutex of the same name counts, and so does a silent
+// leader until its lease runs out) and its identity. ok is false when nobody
+// leads. It blocks for one query, and fails with the query's error (ctx's
+// when ctx ends it), [ErrClosed] or [advisorylock.ErrInvalidArgument].
 func (e *Election) Leader(ctx context.Context) (c Candidate, ok bool, err error) {
 	if err := e.check("leader"); err != nil {
 		return Candidate{}, false, err
@@ -353,14 +315,12 @@ where l.locktype = 'advisory' and l.granted
 order by l.pid
 limit 1`
 
-// Close ends the candidacy: it aborts a campaign under way (which then
-// returns an error matching ErrClosed), resigns the leadership if the
-// candidate leads, ends the observers (their channels close), and closes the
-// Election's pool. ctx bounds the resignation; Close returns its error, which
-// means the release could not be confirmed (the server then ends the old
-// session by the lease, see WithLease). Later calls return the first call's
-// result. Close does not wait for Run to return; Run's function sees its
-// context cancelled.
+// Close ends the candidacy: it aborts a campaign under way (which fails with
+// [ErrClosed]), resigns the leadership, closes the observers' channels and
+// the Election's pool. ctx bounds the resignation; an error means its release
+// could not be confirmed (the lease then ends the session). Later calls return
+// the first call's result. It does not wait for Run, whose function sees its
+// context cancelled; Close on a nil or bad Election returns nil.
 func (e *Election) Close(ctx context.Context) error {
 	if e == nil || e.pool == nil {
 		return nil
