@@ -4,33 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/advisorylock/advisorylock"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/advisorylock/advisorylock"
 )
-
-// Sentinel errors of leader election. Match them with errors.Is. Bad input
-// (an empty name, a nil pool, a nil Election or function, an invalid
-// identity or duration) matches advisorylock.ErrInvalidArgument.
-var (
-	// ErrClosed reports a call on an Election after Close, or a campaign
-	// that Close ended.
-	ErrClosed = errors.New("advisorylock: election closed")
-
-	// ErrCampaigning reports Campaign or Run called on an Election that is
-	// already campaigning or leading: an Election is one candidate.
-	ErrCampaigning = errors.New("advisorylock: already campaigning or leading")
-)
-
-// invalid returns an error about bad input, matching
-// advisorylock.ErrInvalidArgument.
-func invalid(format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{advisorylock.ErrInvalidArgument}, args...)...)
-}
 
 // Bounds on the Election's own housekeeping.
 const (
@@ -50,34 +32,16 @@ const (
 	terminateWait = 5 * time.Second
 )
 
-// An Election is one candidate in a leader election among processes (or
-// goroutines) sharing a PostgreSQL database: at most one candidate per
-// election name leads at a time. Leading means holding a session-scoped
-// exclusive advisory lock on the name's key (KeyFromName, as for a Mutex of
-// the same name, with which it therefore conflicts).
-//
-// Each candidate has an identity (WithIdentity; default "host:pid") that the
-// others read as the leader's. It travels as the application_name of the
-// Election's own database sessions, which the Election opens from a small pool
-// of its own, configured like the pool given to New: the identity is
-// set from the sessions' start and never leaks onto the caller's pool. Close
-// the Election to release them.
-//
-// Campaign blocks until the candidate leads and returns a *Leadership; Run
-// campaigns, runs a function while leading and campaigns again after each
-// leadership ends; Leader and Observe tell who leads. Methods are safe for
-// concurrent use. The zero Election is not usable; create one with
-// New.
-//
-// Elections need PostgreSQL 14 or later (idle_session_timeout for the lease,
-// pg_terminate_backend with a timeout for confirming a release), and a session
-// per candidate that lives as long as its leadership: not a pooler in
-// transaction mode.
+// An Election is one candidate in a leader election: see the package
+// documentation. Its methods are safe for concurrent use, but as one
+// candidate it campaigns or leads once at a time ([ErrCampaigning]). The zero
+// Election is not usable; create one with [New] and release it with
+// [Election.Close].
 type Election struct {
 	name    string
 	key     advisorylock.Key
 	cfg     config
-	err     error               // bad input, reported by every call
+	err     error               // bad input, reported by every call (see check)
 	pool    *pgxpool.Pool       // the Election's own pool; nil with bad input
 	m       *advisorylock.Mutex // the election lock, on pool
 	channel string              // where leaders announce themselves (NOTIFY)
@@ -97,15 +61,12 @@ type Election struct {
 	closeErr  error
 }
 
-// New returns a candidate in the election called name, on the
-// database pool connects to. It does no I/O: the Election's own pool (at most
-// three connections, with pool's settings and hooks, its application_name set
-// to the identity) connects when first needed.
-//
-// New never fails: an empty name, a nil pool or an invalid option is
-// reported, as an error wrapping ErrInvalidArgument, by every call on the
-// Election, before any round trip. Close must be called to release the
-// Election's pool.
+// New returns a candidate in the election called name, on the database pool
+// connects to. It does no I/O: the Election's own pool, configured like pool
+// (see the package documentation), connects when first needed. New never
+// fails: a nil pool, an empty name or an invalid option is reported by every
+// call on the Election, before any round trip, as an error matching
+// [advisorylock.ErrInvalidArgument]. Close must be called to release the pool.
 func New(pool *pgxpool.Pool, name string, opts ...Option) *Election {
 	e := &Election{name: name, key: advisorylock.KeyFromName(name), cfg: newConfig(opts)}
 	e.channel = "advisorylock.election." + e.key.String()
@@ -114,16 +75,16 @@ func New(pool *pgxpool.Pool, name string, opts ...Option) *Election {
 	case e.cfg.err != nil:
 		e.err = e.cfg.err
 	case pool == nil:
-		e.err = e.errorf("new", invalid("nil pool"))
+		e.err = invalid("nil pool")
 	case name == "":
-		e.err = e.errorf("new", invalid("empty election name"))
+		e.err = invalid("empty election name")
 	}
 	if e.err != nil {
 		return e
 	}
 	own, err := newElectionPool(pool, e.cfg)
 	if err != nil {
-		e.err = e.errorf("new", fmt.Errorf("creating its pool: %w", err))
+		e.err = fmt.Errorf("creating its pool: %w", err)
 		return e
 	}
 	e.pool = own
@@ -189,64 +150,43 @@ func (e *Election) String() string {
 	return "election " + strconv.Quote(e.name) + " as " + strconv.Quote(e.cfg.identity)
 }
 
-// check reports bad input or a closed Election.
-func (e *Election) check() error {
-	if e == nil {
-		return invalid("nil Election")
-	}
-	if e.err != nil {
-		return e.err
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.closed {
-		return e.errorf("use", ErrClosed)
-	}
-	return nil
-}
-
-// errorf returns the error of op on e: errs in a row, most general first.
-func (e *Election) errorf(op string, errs ...error) error {
-	err := errs[0]
-	if len(errs) > 1 {
-		err = fmt.Errorf("%w: %w", errs[0], errs[1])
-	}
-	return &advisorylock.Error{Op: op, Lock: "election " + strconv.Quote(e.name), Err: err}
-}
-
-// relabel reports an error of the election lock as one of op on e: the
-// caller called Campaign, not Lock.
-func (e *Election) relabel(op string, err error) error {
-	var lerr *advisorylock.Error
-	if errors.As(err, &lerr) {
-		err = lerr.Err
-	}
-	return e.errorf(op, err)
-}
-
-// Campaign makes the candidate leader, blocking until it is, or until ctx is
-// done or the Election is closed. The wait happens in the server, in the queue
-// of the election lock, on one connection of the Election's pool; a candidate
-// that is waiting wins the moment the leader resigns or its session ends.
-//
-// On success the returned Leadership is held until Resign, Close, or its loss
-// (see Leadership.Done). Leaders announce themselves to observers (NOTIFY, in
-// the background).
-//
-// On failure Campaign returns an error and does not lead: a cancelled ctx
-// matches context.Canceled, a deadline context.DeadlineExceeded, a closed
-// Election ErrClosed; a connection that dies while waiting (its
-// session ended, the server restarted) fails the campaign with the driver's
-// error; an Election already campaigning or leading returns ErrCampaigning at
-// once; bad input matches ErrInvalidArgument. A grant that raced a
-// cancellation is released before Campaign returns (see Mutex.Lock).
-//
-// When the candidate's previous leadership ended without its release being
-// confirmed (it was lost, or Resign failed), Campaign first makes sure, as
-// Resign does, that the old session no longer holds the lock, and fails with
-// that error if it cannot.
+// Campaign makes the candidate leader, blocking, in the server's queue for the
+// election lock, until it leads, ctx is done or the Election is closed. The
+// Leadership lasts until [Leadership.Resign], Close or its loss
+// ([Leadership.Done]). It fails with ctx's error ([context.Canceled],
+// [context.DeadlineExceeded]), [ErrClosed], [ErrCampaigning] at once while
+// another campaign or leadership of e is under way, the driver's error when
+// its session ends, [advisorylock.ErrPooler], [advisorylock.ErrStandby] or
+// [advisorylock.ErrInvalidArgument]. A grant that arrives once ctx is done is
+// resigned, not returned. A previous leadership whose release was never
+// confirmed is confirmed first (see [Leadership.Resign]).
 func (e *Election) Campaign(ctx context.Context) (*Leadership, error) {
-	if err := e.check(); err != nil {
+	ld, err := e.win(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if ctx.Err() != nil {
+		// The grant arrived as ctx ended: the caller no longer wants it.
+		return nil, e.giveBack(ctx, "campaign", ld, ctx.Err())
+	}
+	e.announce()
+	return ld, nil
+}
+
+// giveBack resigns a leadership won as the caller stopped wanting it, and
+// returns the error of op saying why: cause, then the resignation's failure
+// if it failed (the next campaign then confirms the release).
+func (e *Election) giveBack(ctx context.Context, op string, ld *Leadership, cause error) error {
+	if err := ld.resign(ctx); err != nil {
+		return e.errorf(op, cause, err)
+	}
+	return e.errorf(op, cause)
+}
+
+// win is Campaign without its last step: the leadership it returns may have
+// been won as ctx ended, and is not announced yet.
+func (e *Election) win(ctx context.Context) (*Leadership, error) {
+	if err := e.check("campaign"); err != nil {
 		return nil, err
 	}
 	e.mu.Lock()
@@ -278,11 +218,8 @@ func (e *Election) Campaign(ctx context.Context) (*Leadership, error) {
 	}
 	if closed {
 		// Close started while the grant was on its way: give it back.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
-		defer cancel()
-		return nil, errors.Join(e.errorf("campaign", ErrClosed), ld.Resign(rctx))
+		return nil, e.giveBack(ctx, "campaign", ld, ErrClosed)
 	}
-	e.announce()
 	return ld, nil
 }
 
@@ -298,7 +235,7 @@ func (e *Election) campaign(ctx context.Context, prev *Leadership) (*Leadership,
 			if errors.Is(context.Cause(cctx), ErrClosed) {
 				return nil, e.errorf("campaign", ErrClosed)
 			}
-			return nil, e.errorf("campaign: confirming the previous leadership's release", err)
+			return nil, e.errorf("campaign", errPrevRelease, err)
 		}
 	}
 	l, err := e.m.Lock(cctx)
@@ -330,7 +267,7 @@ func (e *Election) announce() {
 }
 
 // A Candidate is a participant in an election as the server sees it: the
-// leader, in what Election.Leader and Election.Observe report. The zero
+// leader, as [Election.Leader] and [Election.Observe] report it. The zero
 // Candidate stands for "no leader".
 type Candidate struct {
 	// Identity is the candidate's identity: its session's application_name.
@@ -340,18 +277,13 @@ type Candidate struct {
 	PID int32
 }
 
-// Leader reports who leads now: the session holding the election lock, as
-// pg_locks shows it, and its application_name (pg_locks and application_name
-// are visible to every role). It blocks for one query on the Election's pool.
-// ok is false when nobody leads, including while the leader's session is
-// exiting. It fails with the query's error, ErrClosed after Close, or
-// bad input (ErrInvalidArgument).
-//
-// Any session holding the lock counts, including one of a Mutex of the same
-// name, or a leader whose network went silent and whose lease has not run out
-// (see WithLease).
+// Leader reports who leads now, as the server shows it: the session holding
+// the election lock (a Mutex of the same name counts, and so does a silent
+// leader until its lease runs out) and its identity. ok is false when nobody
+// leads. It blocks for one query, and fails with the query's error (ctx's
+// when ctx ends it), [ErrClosed] or [advisorylock.ErrInvalidArgument].
 func (e *Election) Leader(ctx context.Context) (c Candidate, ok bool, err error) {
-	if err := e.check(); err != nil {
+	if err := e.check("leader"); err != nil {
 		return Candidate{}, false, err
 	}
 	return e.leader(ctx)
@@ -383,14 +315,12 @@ where l.locktype = 'advisory' and l.granted
 order by l.pid
 limit 1`
 
-// Close ends the candidacy: it aborts a campaign under way (which then
-// returns an error matching ErrClosed), resigns the leadership if the
-// candidate leads, ends the observers (their channels close), and closes the
-// Election's pool. ctx bounds the resignation; Close returns its error, which
-// means the release could not be confirmed (the server then ends the old
-// session by the lease, see WithLease). Later calls return the first call's
-// result. Close does not wait for Run to return; Run's function sees its
-// context cancelled.
+// Close ends the candidacy: it aborts a campaign under way (which fails with
+// [ErrClosed]), resigns the leadership, closes the observers' channels and
+// the Election's pool. ctx bounds the resignation; an error means its release
+// could not be confirmed (the lease then ends the session). Later calls return
+// the first call's result. It does not wait for Run, whose function sees its
+// context cancelled; Close on a nil or bad Election returns nil.
 func (e *Election) Close(ctx context.Context) error {
 	if e == nil || e.pool == nil {
 		return nil

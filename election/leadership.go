@@ -4,12 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/advisorylock/advisorylock"
 	"sync"
+
+	"github.com/advisorylock/advisorylock"
 )
 
 // A Leadership is a candidate's term as leader, returned by
-// Election.Campaign. It is safe for concurrent use.
+// [Election.Campaign]. It is safe for concurrent use.
 type Leadership struct {
 	e    *Election
 	lock *advisorylock.Lock
@@ -21,44 +22,31 @@ type Leadership struct {
 }
 
 // Done returns a channel that is closed when the leadership ends: resigned,
-// closed, or lost. A loss is noticed as a lost Lock is (see Lock.Done): a
-// session the server ended within moments, a silent network within two thirds
-// of the lease (see WithLease).
+// closed, or lost. A session the server ended is noticed within moments, a
+// silent network within two thirds of the lease ([WithLease]).
 func (ld *Leadership) Done() <-chan struct{} { return ld.lock.Done() }
 
 // Err returns nil while the candidate leads. Once Done is closed, it returns
-// an error matching ErrLockLost if the leadership was lost, or ErrNotHeld if it
-// was resigned.
+// an error matching [advisorylock.ErrLockLost] if the leadership was lost, or
+// [advisorylock.ErrNotHeld] if it was resigned.
 func (ld *Leadership) Err() error { return ld.lock.Err() }
 
 // Identity returns the leader's identity.
 func (ld *Leadership) Identity() string { return ld.cand.Identity }
 
-// Candidate returns the leader as Election.Leader reports it while it leads:
+// Candidate returns the leader as [Election.Leader] reports it while it leads:
 // its identity and its session's server process.
 func (ld *Leadership) Candidate() Candidate { return ld.cand }
 
-// Resign gives up the leadership, so that a waiting candidate can win, and
-// reports whether the server is known to hold nothing for it any more.
-//
-// It blocks for one round trip (pg_advisory_unlock). When that fails, the
-// connection is closed, which ends the session and with it the lock, and
-// Resign confirms it from another session: it asks the server whether the old
-// session still holds the election lock and, if so, ends it
-// (pg_terminate_backend, waiting up to 5s for it to exit; it is the
-// candidate's own session, found by process id and identity). The same
-// confirmation follows a leadership that was lost, whose session the server
-// may keep after a network failure until the lease runs out.
-//
-// Resign returns nil once the release is confirmed, and nil on every later
-// call. Otherwise it returns an error (matching context.Canceled or
-// context.DeadlineExceeded when ctx ended it) and may be called again: a
-// retry does not unlock again but repeats the confirmation, which needs the
-// server to be reachable. Whatever Resign returns, the candidate no longer
-// leads (Done is closed).
+// Resign gives up the leadership, so that a waiting candidate can win. It
+// blocks for one round trip, more when the unlock fails and the release must
+// be confirmed from another session (see the package documentation). It
+// returns nil once the release is confirmed, then on every later call;
+// otherwise an error (ctx's when ctx ended it), and may be called again.
+// Whatever it returns, the candidate no longer leads (Done is closed).
 func (ld *Leadership) Resign(ctx context.Context) error {
 	if ld == nil {
-		return invalid("nil Leadership")
+		return &advisorylock.Error{Op: "resign", Err: invalid("nil Leadership")}
 	}
 	ld.mu.Lock()
 	defer ld.mu.Unlock()
@@ -76,7 +64,7 @@ func (ld *Leadership) Resign(ctx context.Context) error {
 	}
 	if err := ld.e.endSession(ctx, ld.cand); err != nil {
 		if unlockErr != nil {
-			return ld.e.errorf("resign", unlockErr, err)
+			return ld.e.errorf("resign", unlabel(unlockErr), err)
 		}
 		return ld.e.errorf("resign", err)
 	}
@@ -103,7 +91,7 @@ var errSessionAlive = errors.New("the old session still holds the lock")
 // session of c.
 func (e *Election) endSession(ctx context.Context, c Candidate) error {
 	if err := ctx.Err(); err != nil {
-		return err
+		return fmt.Errorf("confirming the release: %w", err)
 	}
 	if c.PID == 0 {
 		return nil // the session ended before its process id was read

@@ -7,29 +7,18 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Observe reports who leads, as it changes, on the returned channel: first
-// the leader at the time of the call, then each new one; the zero Candidate
-// means nobody leads. The channel is closed when ctx is done or the Election is
-// closed, and the goroutine behind it has then ended.
-//
-// An observer learns of changes in two ways: leaders of this package announce
-// themselves when they win and resign (LISTEN/NOTIFY), which reaches it within
-// moments, and it asks the server who leads every poll interval
-// (WithPollInterval), which catches the rest, such as a leader whose session
-// ended with nobody waiting. Observing needs no campaign. Each observer keeps
-// one connection of its own open for LISTEN (taken from the Election's pool
-// and detached from it) and runs one short query per change and per poll
-// interval on the Election's pool.
-//
-// Observe reports states, not events: a leadership shorter than the time an
-// announcement takes, or shorter than the poll interval with no announcement,
-// can be missed, and a receiver that lags sees the current state next, not a
-// backlog. Values sent are in the order the server showed them. When the
-// server cannot be asked, nothing is sent (an unknown leader is not "no
-// leader") and the observer keeps trying. Observe fails at once only for bad
-// input (ErrInvalidArgument) or a closed Election (ErrClosed).
+// Observe reports who leads on the returned channel: the leader at the time
+// of the call, then each change; the zero [Candidate] means nobody. It does
+// not block, and needs no campaign. Changes arrive within moments when
+// leaders of this package announce them, or at the latest after a poll
+// interval ([WithPollInterval]). It reports states, not events: a lagging
+// receiver sees the current state next, and a short leadership can be missed.
+// The channel is closed, and its goroutine has ended, once ctx is done or the
+// Election is closed. Observe fails only with [ErrClosed] or
+// [advisorylock.ErrInvalidArgument]; while the server cannot be asked,
+// nothing is sent.
 func (e *Election) Observe(ctx context.Context) (<-chan Candidate, error) {
-	if err := e.check(); err != nil {
+	if err := e.check("observe"); err != nil {
 		return nil, err
 	}
 	e.mu.Lock()

@@ -1,16 +1,17 @@
 package election
 
 import (
-	"github.com/advisorylock/advisorylock"
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/advisorylock/advisorylock"
 )
 
 // Election defaults, used when the corresponding option is not given.
 const (
 	// DefaultLease is the lease of a leader when WithLease is not given:
-	// three times advisorylock.DefaultKeepalive.
+	// three times [advisorylock.DefaultKeepalive].
 	DefaultLease = 3 * advisorylock.DefaultKeepalive
 	// DefaultRetryDelay is how long Run waits before campaigning again when
 	// WithRetryDelay is not given.
@@ -76,17 +77,12 @@ func (c *config) fail(err error) {
 	}
 }
 
-// WithIdentity sets the candidate's identity, which other candidates and
-// observers read as the leader's (Election.Leader, Election.Observe). It
-// becomes the application_name of the Election's own database sessions, so it
-// also shows in pg_stat_activity and the server's logs.
-//
-// PostgreSQL keeps at most 63 bytes of application_name and only printable
-// ASCII, so id must be 1 to 63 bytes of printable ASCII (space to tilde);
-// anything else makes every call of the Election fail with an error matching
-// advisorylock.ErrInvalidArgument, rather than being mangled by the server. Identities
-// should be unique among the candidates; the default is the host name and the
-// process id, "host:pid" (the host name shortened to fit).
+// WithIdentity sets the candidate's identity, which others read as the
+// leader's ([Candidate]) and which becomes the application_name of the
+// Election's sessions; it should be unique among the candidates. The default
+// is "host:pid" (the host name shortened to fit). PostgreSQL would truncate
+// or mangle anything but 1 to 63 bytes of printable ASCII (space to tilde):
+// other ids make every call fail with [advisorylock.ErrInvalidArgument].
 func WithIdentity(id string) Option {
 	return optionFunc(func(c *config) {
 		if err := checkIdentity(id); err != nil {
@@ -97,26 +93,13 @@ func WithIdentity(id string) Option {
 	})
 }
 
-// WithLease sets the leader's lease: how long a leader whose network went
-// silent can keep the election blocked.
-//
-// The leader probes its session every third of the lease (the lock's
-// keepalive, see WithKeepalive) and treats its leadership as lost when a probe
-// goes unanswered for another third: a silent network ends its leadership,
-// as it sees it, within two thirds of the lease. The server ends a session
-// that sent nothing for the whole lease (through the session's
-// idle_session_timeout), which releases the lock so that another candidate
-// can win. The old leader thus stops believing it leads about a third of a
-// lease before anybody else can start, unless its process stalls for that
-// long. Only idle sessions are timed out: a candidate waiting for the lock
-// is not.
-//
-// The default is DefaultLease (9s). Zero turns both off: a silent network is
-// then noticed only when the operating systems give up on the connection, and
-// the server may keep a vanished leader's lock for hours (the server's
-// tcp_keepalives_* settings). A negative d, or one below 100ms or above
-// about 24.8 days (2^31-1 ms), makes every call of the Election fail with an
-// error matching ErrInvalidArgument.
+// WithLease sets the leader's lease: the longest a leader whose network went
+// silent keeps the election blocked. It believes it leads for at most two
+// thirds of it (see the package documentation). The default is [DefaultLease]
+// (9s). Zero turns the lease off: the server may then keep a vanished
+// leader's lock for hours (its tcp_keepalives_* settings). Any other d below
+// 100ms, or one above about 24.8 days (2^31-1 ms, the server's limit), makes
+// every call fail with [advisorylock.ErrInvalidArgument].
 func WithLease(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		switch {
@@ -132,10 +115,10 @@ func WithLease(d time.Duration) Option {
 	})
 }
 
-// WithRetryDelay sets how long Run waits, after a leadership ends or a
-// campaign fails, before campaigning again. The default is DefaultRetryDelay
-// (1s); zero campaigns again at once. A negative d makes every call of the
-// Election fail with advisorylock.ErrInvalidArgument.
+// WithRetryDelay sets how long [Election.Run] waits, after a leadership ends
+// or a campaign fails, before campaigning again. The default is
+// [DefaultRetryDelay] (1s); zero campaigns again at once. A negative d makes
+// every call fail with [advisorylock.ErrInvalidArgument].
 func WithRetryDelay(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		if d < 0 {
@@ -146,13 +129,11 @@ func WithRetryDelay(d time.Duration) Option {
 	})
 }
 
-// WithPollInterval sets how often Observe asks the server who leads. Leaders
-// of this package announce themselves (NOTIFY), so an observer usually learns
-// of a change within a round trip; polling catches what no announcement
-// covers, such as a leader whose session ended with no other candidate
-// waiting. The default is DefaultPollInterval (500ms). A d that is not
-// positive makes every call of the Election fail with an error matching
-// ErrInvalidArgument.
+// WithPollInterval sets how often [Election.Observe] asks the server who
+// leads, which catches the changes no leader announces (a leader whose session
+// ended with nobody waiting). The default is [DefaultPollInterval] (500ms). A
+// d that is not positive makes every call fail with
+// [advisorylock.ErrInvalidArgument].
 func WithPollInterval(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		if d <= 0 {
@@ -163,9 +144,9 @@ func WithPollInterval(d time.Duration) Option {
 	})
 }
 
-// WithHooks adds hooks that observe the election lock's acquisitions,
-// holds and losses, as advisorylock.WithHooks does for a Mutex: a campaign is an
-// acquisition, a leadership a hold. Nil hooks are ignored.
+// WithHooks adds hooks that observe the election lock, as
+// [advisorylock.WithHooks] does for a Mutex: a campaign is an acquisition, a
+// leadership a hold. Nil hooks are ignored.
 func WithHooks(hooks ...advisorylock.Hook) Option {
 	return optionFunc(func(c *config) {
 		for _, h := range hooks {

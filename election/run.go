@@ -3,46 +3,23 @@ package election
 import (
 	"context"
 	"errors"
-	"github.com/advisorylock/advisorylock"
 	"time"
+
+	"github.com/advisorylock/advisorylock"
 )
 
-// Run is the candidate's life: it campaigns, calls fn while leading, resigns
-// when fn returns, and campaigns again, until ctx is done or the Election is
-// closed. It blocks for that whole time.
-//
-// fn's context is derived from ctx and is cancelled when the leadership ends:
-// when it is lost, with a context.Cause matching ErrLockLost (another
-// candidate may be leading already), or when Close resigns it. fn should then
-// return promptly: Run waits for it, and never calls fn again before it has
-// returned, so the candidate's own view of "I lead" is the time fn runs. The
-// call of fn is thus the started-leading event and its return the
-// stopped-leading one; there is no stopped-leading without a started-leading
-// before it.
-//
-// When fn returns nil, Run resigns and, after the retry delay (WithRetryDelay),
-// campaigns again: to lead as long as possible, fn blocks until its context is
-// done. When fn returns an error, Run resigns and returns that error (joined
-// with the resignation's error, if any), unless
-// fn's context was already cancelled and the error is that cancellation
-// (matching context.Canceled, context.DeadlineExceeded or ErrLockLost): that is
-// fn reporting the end of its leadership, and Run goes on. When fn panics, Run
-// resigns and the panic goes on. A campaign that fails (its connection died,
-// the server is unreachable) is retried after the retry delay; one that cannot
-// succeed where it is (ErrPooler behind a transaction pooler, ErrStandby on a
-// hot standby) ends Run with that error. A lost
-// leadership's release is confirmed before the next campaign (see
-// Leadership.Resign).
-//
-// Resignations run on a context that keeps ctx's values but not its
-// cancellation, bounded to 10s. Run returns nil when ctx is done and the last
-// leadership's release was confirmed, and otherwise that confirmation's error.
-// It returns at once with ErrNilFunc for a nil fn, ErrCampaigning when the
-// Election is already campaigning or leading (through Campaign or another
-// Run), ErrClosed when the Election is (or gets) closed, and bad input
-// (ErrInvalidArgument).
+// Run campaigns, calls fn while leading, resigns when fn returns, and after
+// the retry delay ([WithRetryDelay]) campaigns again, blocking until ctx is
+// done (it then returns nil, or the error of confirming the last release) or
+// fn fails. fn's context is cancelled when the leadership ends; fn is never
+// called once ctx is done. An error from fn ends Run, after resigning, unless
+// it is fn reporting its context's end; a panic resigns and goes on. Failed
+// campaigns are retried, except [advisorylock.ErrPooler] and
+// [advisorylock.ErrStandby], which Run returns, as it does [ErrClosed],
+// [ErrCampaigning] and [advisorylock.ErrInvalidArgument]. Resignations get
+// 10s, on ctx's values without its cancellation.
 func (e *Election) Run(ctx context.Context, fn func(ctx context.Context) error) error {
-	if err := e.check(); err != nil {
+	if err := e.check("run"); err != nil {
 		return err
 	}
 	if fn == nil {
@@ -53,7 +30,7 @@ func (e *Election) Run(ctx context.Context, fn func(ctx context.Context) error) 
 		if !first && !e.pause(ctx) {
 			break
 		}
-		ld, err := e.Campaign(ctx)
+		ld, err := e.win(ctx)
 		if err != nil {
 			switch {
 			case ctx.Err() != nil:
@@ -66,6 +43,12 @@ func (e *Election) Run(ctx context.Context, fn func(ctx context.Context) error) 
 			break
 		}
 		last = ld
+		if ctx.Err() != nil {
+			// The grant arrived as ctx ended: fn is never called once
+			// ctx is done. The leadership is given back below.
+			break
+		}
+		e.announce()
 		fnErr := e.lead(ctx, ld, fn)
 		resignErr := ld.resign(ctx)
 		if resignErr == nil {
