@@ -2,6 +2,7 @@ package advisorylock
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 )
 
@@ -81,8 +82,8 @@ type Error struct {
 	Err  error  // the cause
 }
 
-// Error returns "advisorylock: op lock: cause", with the cause's own
-// "advisorylock: " prefix dropped so that it is not said twice.
+// Error returns "advisorylock: op lock: cause", with the "advisorylock: "
+// prefixes of the errors in the cause dropped, so that it is said once.
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString(prefix)
@@ -97,7 +98,8 @@ func (e *Error) Error() string {
 	if e.Err == nil {
 		b.WriteString("unknown error")
 	} else {
-		b.WriteString(strings.TrimPrefix(e.Err.Error(), prefix))
+		text := strings.TrimPrefix(e.Err.Error(), prefix)
+		b.WriteString(strings.ReplaceAll(text, ": "+prefix, ": "))
 	}
 	return b.String()
 }
@@ -116,25 +118,6 @@ func wrapErrs(errs ...error) error {
 	case 1:
 		return errs[0]
 	default:
-		return &chain{errs}
+		return fmt.Errorf("%w: %w", errs[0], wrapErrs(errs[1:]...))
 	}
 }
-
-// chain is errors in a row, most general first: its text is theirs joined
-// by ": ", each without its package prefix but the first.
-type chain struct{ errs []error }
-
-func (c *chain) Error() string {
-	var b strings.Builder
-	for i, e := range c.errs {
-		if i > 0 {
-			b.WriteString(": ")
-			b.WriteString(strings.TrimPrefix(e.Error(), prefix))
-		} else {
-			b.WriteString(e.Error())
-		}
-	}
-	return b.String()
-}
-
-func (c *chain) Unwrap() []error { return c.errs }

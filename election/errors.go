@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/advisorylock/advisorylock"
 )
@@ -53,7 +52,7 @@ func (e *Election) check(op string) error {
 func (e *Election) errorf(op string, errs ...error) error {
 	err := errs[0]
 	if len(errs) > 1 {
-		err = chain(errs)
+		err = fmt.Errorf("%w: %w", errs[0], errs[1])
 	}
 	return &advisorylock.Error{Op: op, Lock: "election " + strconv.Quote(e.name), Err: err}
 }
@@ -72,24 +71,3 @@ func unlabel(err error) error {
 	}
 	return err
 }
-
-// chain is errors in a row, most general first: its text is theirs joined by
-// ": ", each but the first without the "advisorylock: " prefix.
-type chain []error
-
-const prefix = "advisorylock: "
-
-func (c chain) Error() string {
-	var b strings.Builder
-	for i, err := range c {
-		if i > 0 {
-			b.WriteString(": ")
-			b.WriteString(strings.TrimPrefix(err.Error(), prefix))
-		} else {
-			b.WriteString(err.Error())
-		}
-	}
-	return b.String()
-}
-
-func (c chain) Unwrap() []error { return c }
