@@ -124,52 +124,54 @@ func (b *bench) coalesceOne(ctx context.Context, mon *pgx.Conn, l *locker, key i
 	var side sync.WaitGroup
 	var probeErr, monErr error
 	side.Go(func() {
-		tick := time.NewTicker(10 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stopCtx.Done():
-				return
-			case <-tick.C:
-			}
+		probeErr = every(stopCtx, 10*time.Millisecond, func() error {
 			d, err := probe()
 			switch {
 			case stopCtx.Err() != nil:
-				return // cut by the end of the phase: not a figure
+				// cut by the end of the phase: not a figure
 			case errors.Is(err, context.DeadlineExceeded):
 				res.timeouts++
 			case err != nil:
-				probeErr = err
-				return
+				return err
 			default:
 				res.busy = append(res.busy, float64(d.Nanoseconds()))
 			}
-		}
+			return nil
+		})
 	})
 	hi, lo := int64(uint32(key>>32)), int64(uint32(key))
 	side.Go(func() {
-		tick := time.NewTicker(5 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-stopCtx.Done():
-				return
-			case <-tick.C:
-			}
+		monErr = every(stopCtx, 5*time.Millisecond, func() error {
 			var waiting, granted int
 			if err := mon.QueryRow(opctx, waitersSQL, hi, lo).Scan(&waiting, &granted); err != nil {
-				monErr = err
-				return
+				return err
 			}
 			res.samplesTaken++
 			res.maxWaiting = max(res.maxWaiting, waiting)
 			res.maxAcquired = max(res.maxAcquired, poolInUse(pool))
-		}
+			return nil
+		})
 	})
 	wg.Wait()
 	side.Wait()
 	res.perSec = float64(cycles.Load()) / b.cfg.coalesceTime.Seconds()
 	return res, errors.Join(errors.Join(errs...), probeErr, monErr)
+}
+
+// every calls f every d until ctx is done or f fails, and returns f's error.
+func every(ctx context.Context, d time.Duration, f func() error) error {
+	tick := time.NewTicker(d)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		if err := f(); err != nil {
+			return err
+		}
+	}
 }
 
 func poolInUse(p *pgxpool.Pool) int32 { return p.Stat().AcquiredConns() }

@@ -60,52 +60,28 @@ func cycleCases() []cycleCase {
 		cycleCase{
 			name: "reference: raw pgx on a pinned connection (no Acquire/Release)", scope: "session", ref: true,
 			setup: func(ctx context.Context, b *bench, key int64) (func() error, func(), error) {
-				pool, err := b.pool(ctx, 1, "pinned")
-				if err != nil {
-					return nil, nil, err
-				}
-				conn, err := pool.Acquire(ctx)
-				if err != nil {
-					pool.Close()
-					return nil, nil, err
-				}
-				return func() error {
-						if _, err := conn.Exec(ctx, sqlLock, key); err != nil {
-							return err
-						}
-						var ok bool
-						if err := conn.QueryRow(ctx, sqlUnlock, key).Scan(&ok); err != nil {
-							return err
-						}
-						if !ok {
-							return unexpected("pg_advisory_unlock(%d) returned false", key)
-						}
-						return nil
-					}, func() {
-						conn.Release()
-						pool.Close()
-					}, nil
+				return pinned(ctx, b, "pinned", func(conn *pgxpool.Conn) error {
+					if _, err := conn.Exec(ctx, sqlLock, key); err != nil {
+						return err
+					}
+					var ok bool
+					if err := conn.QueryRow(ctx, sqlUnlock, key).Scan(&ok); err != nil {
+						return err
+					}
+					if !ok {
+						return unexpected("pg_advisory_unlock(%d) returned false", key)
+					}
+					return nil
+				})
 			},
 		},
 		cycleCase{
 			name: "reference: `select 1` on a pinned connection (one round trip)", scope: "session", ref: true,
 			setup: func(ctx context.Context, b *bench, _ int64) (func() error, func(), error) {
-				pool, err := b.pool(ctx, 1, "select1")
-				if err != nil {
-					return nil, nil, err
-				}
-				conn, err := pool.Acquire(ctx)
-				if err != nil {
-					pool.Close()
-					return nil, nil, err
-				}
-				return func() error {
-						var n int
-						return conn.QueryRow(ctx, sqlSelect1).Scan(&n)
-					}, func() {
-						conn.Release()
-						pool.Close()
-					}, nil
+				return pinned(ctx, b, "select1", func(conn *pgxpool.Conn) error {
+					var n int
+					return conn.QueryRow(ctx, sqlSelect1).Scan(&n)
+				})
 			},
 		},
 		fromContender(byID["lib"]),
@@ -278,4 +254,22 @@ func batch(op func() error, d time.Duration) (batchStats, error) {
 	runtime.ReadMemStats(&m1)
 	st.mallocs, st.bytes = m1.Mallocs-m0.Mallocs, m1.TotalAlloc-m0.TotalAlloc
 	return st, nil
+}
+
+// pinned sets up a reference cycle: cycle run on one connection of a pool of
+// its own, acquired once.
+func pinned(ctx context.Context, b *bench, name string, cycle func(*pgxpool.Conn) error) (func() error, func(), error) {
+	pool, err := b.pool(ctx, 1, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	return func() error { return cycle(conn) }, func() {
+		conn.Release()
+		pool.Close()
+	}, nil
 }
