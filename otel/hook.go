@@ -22,7 +22,7 @@ import (
 )
 
 // A Hook traces and measures the locks of the Mutexes it is given to (through
-// advisorylock.WithHooks). It implements advisorylock.AcquireHook,
+// advisorylock.WithHooks). It implements advisorylock.Hook,
 // advisorylock.HoldHook and advisorylock.LostHook. It is safe for concurrent
 // use, and one Hook may serve any number of Mutexes.
 //
@@ -204,7 +204,7 @@ func (h *Hook) hold(ctx context.Context) *holdContext {
 
 // AcquireStart starts the acquisition's span, a client span named
 // AcquireSpanName, child of the span in ctx, and returns ctx with it. It
-// implements advisorylock.AcquireHook.
+// implements advisorylock.Hook.
 //
 // The span starts with the attributes a sampler may look at: db.system.name,
 // mode, scope and try. The lock's key and name, which take formatting, are
@@ -242,7 +242,7 @@ func (h *Hook) AcquireStart(ctx context.Context, m *advisorylock.Mutex, data adv
 // AcquireEnd ends the acquisition's span with its outcome and wait, and
 // records the acquisition's metrics. A lock acquired, or found busy by
 // TryLock, leaves the span's status unset; any other outcome sets it to
-// error. It implements advisorylock.AcquireHook.
+// error. It implements advisorylock.Hook.
 func (h *Hook) AcquireEnd(ctx context.Context, m *advisorylock.Mutex, data advisorylock.AcquireEndData) {
 	if h.off() {
 		return
