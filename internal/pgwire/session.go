@@ -1,0 +1,420 @@
+package pgwire
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
+)
+
+const (
+	// defaultProbe is the keepalive probe's query when Options.Probe is nil: a
+	// comment alone, which the server answers with EmptyQueryResponse.
+	defaultProbe = "-- pgwire keepalive"
+
+	// terminateTimeout bounds Close's write of the Terminate message when its
+	// context has no earlier deadline. Five bytes only wait for a socket
+	// whose send buffer is full, that is for a server gone silent.
+	terminateTimeout = time.Second
+
+	// maxKeptBuffer is the largest write buffer kept for reuse; a larger one,
+	// grown for a large query, is left to the garbage collector.
+	maxKeptBuffer = 64 << 10
+)
+
+// Options configure a Session. The zero value is a session without
+// keepalive.
+type Options struct {
+	// Keepalive, when positive, is how long the session waits for the server
+	// to say something while it expects an answer. After between one and two
+	// intervals in which nothing arrived and nothing was pending, it sends a
+	// probe query, to expect an answer again. When the server then sends
+	// nothing for an interval (between one and two for a query sent
+	// meanwhile), whether a probe or a caller's query is pending, the session
+	// ends with ErrSilent; so does a write that makes no progress for an
+	// interval. Anything the server sends counts as a sign of life.
+	//
+	// A statement that may keep the server silent for longer, such as a lock
+	// wait without a shorter lock_timeout, needs a session with a longer
+	// Keepalive or none. Zero turns keepalive off.
+	Keepalive time.Duration
+
+	// Probe returns the text of each keepalive probe. It is called on the
+	// session's reader goroutine when a probe is due, so the caller can put
+	// state in a comment there, where pg_stat_activity shows it; it must not
+	// block. Nil means "-- pgwire keepalive". A comment-only query costs the
+	// server no parsing beyond the comment.
+	Probe func() string
+
+	// OnDead, when not nil, is called once when the session ends, whatever
+	// ended it (Close included), with the error Err returns, after every
+	// pending query has been completed with that error. It runs on the
+	// session's reader goroutine: it must not block and must not call Close.
+	OnDead func(error)
+}
+
+// Session is one PostgreSQL server session speaking the simple query
+// protocol, shared by many goroutines: each query is written as soon as it is
+// issued, without waiting for the answers to earlier ones, and one reader
+// goroutine hands the answers back in order. See the package documentation.
+//
+// A Session is created by Connect and must be ended with Close. Its methods
+// are safe for concurrent use.
+type Session struct {
+	// Set by Connect, then read-only.
+	conn      net.Conn
+	fe        *pgproto3.Frontend // used by the reader goroutine only
+	cfg       *pgconn.Config
+	tlsConfig *tls.Config // the connection's, nil without TLS; for Cancel
+	pid       uint32
+	secretKey []byte
+	keepalive time.Duration
+	probe     func() string
+	onDead    func(error)
+
+	params atomic.Pointer[map[string]string] // replaced whole, by the reader only
+	probes atomic.Int64                      // keepalive probes sent
+	dead   atomic.Bool                       // err != nil, readable without mu
+	done   chan struct{}                     // closed once err is set
+	exited chan struct{}                     // closed when the reader goroutine returns
+
+	mu       sync.Mutex
+	err      error    // why the session ended; nil while it lives; guarded by mu
+	queue    queue    // queries written or being written, not yet answered, in wire order; guarded by mu
+	sent     uint64   // queries queued so far, numbering them (request.seq); guarded by mu
+	out      []byte   // encoded queries not yet handed to the socket; guarded by mu
+	flushing bool     // a goroutine is writing to the socket (the flusher); guarded by mu
+	spare    []byte   // the flusher's buffer, swapped with out; guarded by mu
+	stats    counters // guarded by mu
+}
+
+// counters are figures for tests.
+type counters struct {
+	pipelined int64 // queries queued while earlier ones were unanswered
+	writes    int64 // writes to the socket
+}
+
+// Connect opens a server session with cfg, blocking until it is ready for
+// queries or ctx is done, and returns it with its reader goroutine running.
+// cfg must come from pgconn.ParseConfig (or a pgxpool or pgx config's
+// ConnConfig.Config), so its TLS, authentication, DialFunc, RuntimeParams and
+// hooks apply; it is not modified, and must not be modified while the session
+// lives (Cancel dials with its DialFunc). ctx bounds the connection only, not
+// the session. On failure it returns pgconn's error.
+func Connect(ctx context.Context, cfg *pgconn.Config, opts Options) (*Session, error) {
+	if cfg == nil {
+		return nil, errors.New("pgwire: Connect with a nil config")
+	}
+	pc, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	hc, err := pc.Hijack()
+	if err != nil {
+		pc.Close(ctx)
+		return nil, err
+	}
+	if hc.TxStatus != 'I' {
+		hc.Conn.Close()
+		return nil, fmt.Errorf("pgwire: the new session is in transaction status %q; want idle", hc.TxStatus)
+	}
+	// pgconn leaves no deadline behind on success, but a DialFunc might.
+	if err := hc.Conn.SetDeadline(time.Time{}); err != nil {
+		hc.Conn.Close()
+		return nil, err
+	}
+	s := &Session{
+		conn:      hc.Conn,
+		fe:        hc.Frontend,
+		cfg:       hc.Config,
+		tlsConfig: hc.TLSConfig,
+		pid:       hc.PID,
+		secretKey: hc.SecretKey,
+		keepalive: max(opts.Keepalive, 0),
+		probe:     opts.Probe,
+		onDead:    opts.OnDead,
+		done:      make(chan struct{}),
+		exited:    make(chan struct{}),
+	}
+	if s.cfg == nil {
+		s.cfg = cfg
+	}
+	params := maps.Clone(hc.ParameterStatuses)
+	if params == nil {
+		params = make(map[string]string)
+	}
+	s.params.Store(&params)
+	go s.read()
+	return s, nil
+}
+
+// PID returns the server process ID of the session, as pg_backend_pid()
+// reports it and pg_locks.pid shows it.
+func (s *Session) PID() uint32 { return s.pid }
+
+// ParameterStatus returns the value of a parameter the server reports
+// (server_version, in_hot_standby, application_name, TimeZone, …): its value
+// at connection, or a later one the server sent, which is seen before the
+// answer to the query that changed it. It returns "" for a parameter never
+// reported.
+func (s *Session) ParameterStatus(name string) string { return (*s.params.Load())[name] }
+
+// Probes returns the number of keepalive probes sent so far.
+func (s *Session) Probes() int64 { return s.probes.Load() }
+
+// Done returns a channel closed when the session ends, by Close or because
+// the server or the network ended it; Err then says why.
+func (s *Session) Done() <-chan struct{} { return s.done }
+
+// Err returns nil while the session lives. Once Done is closed it returns
+// ErrClosed after Close, or otherwise an error matching ErrClosed that wraps
+// the cause: the server's FATAL error as a *pgconn.PgError (57P01 after
+// pg_terminate_backend), ErrSilent, or the read or write error.
+func (s *Session) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Close ends the session: it sends Terminate unless a write is under way,
+// closes the connection, and waits for the reader goroutine to exit, which
+// first completes every pending query with ErrClosed and calls
+// Options.OnDead. If queries were pending, it also sends a cancel request
+// (see Cancel), because a statement waiting in the server, such as a lock
+// wait, does not notice a closed connection and would keep its place in the
+// lock's queue until it ends.
+//
+// It returns nil, or ctx.Err() if ctx is done before the reader has exited
+// (the connection is closed regardless). It is idempotent. It must not be
+// called from a callback the session runs (Send's done, DoOr's late,
+// OnDead), which would make it wait for itself.
+func (s *Session) Close(ctx context.Context) error {
+	s.mu.Lock()
+	pending := false
+	if s.err == nil {
+		s.endLocked(ErrClosed)
+		pending = s.queue.len() > 0
+		if !s.flushing {
+			// Courtesy to the server, which then ends the session without
+			// logging an unexpected EOF. Nothing else writes now: the
+			// session has ended and no flusher is running.
+			deadline := time.Now().Add(terminateTimeout)
+			if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
+				deadline = d
+			}
+			if s.conn.SetWriteDeadline(deadline) == nil {
+				term, _ := (&pgproto3.Terminate{}).Encode(nil)
+				_, _ = s.conn.Write(term)
+			}
+		}
+	}
+	s.mu.Unlock()
+	_ = s.conn.Close()
+	if pending {
+		// Best effort: on failure the statement ends on its own, later.
+		_ = s.Cancel(ctx)
+	}
+	select {
+	case <-s.exited:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// endLocked records err as the end of the session. s.mu must be held and
+// s.err nil.
+func (s *Session) endLocked(err error) {
+	s.err = err
+	s.dead.Store(true)
+	close(s.done)
+}
+
+// fail ends the session with cause, unless it has already ended, and closes
+// the connection. The reader goroutine then completes the pending queries.
+func (s *Session) fail(cause error) {
+	s.mu.Lock()
+	if s.err == nil {
+		s.endLocked(fmt.Errorf("%w: %w", ErrClosed, cause))
+	}
+	s.mu.Unlock()
+	_ = s.conn.Close()
+}
+
+// send queues r and writes sql to the server as a Query message. It returns
+// the session's error, having queued nothing, if the session has ended, and
+// ErrInvalidQuery for a query that cannot be sent. It writes to the socket
+// itself unless another goroutine is writing, which then writes sql too; so
+// under concurrency queries share writes, and only the writing goroutine
+// waits for the socket. The queue's order is the order on the wire.
+func (s *Session) send(r *request, sql string) error {
+	if strings.IndexByte(sql, 0) >= 0 {
+		return fmt.Errorf("%w: it contains a NUL byte", ErrInvalidQuery)
+	}
+	q := pgproto3.Query{String: sql}
+	s.mu.Lock()
+	if s.err != nil {
+		err := s.err
+		s.mu.Unlock()
+		return err
+	}
+	out, err := q.Encode(s.out)
+	if err != nil {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: %w", ErrInvalidQuery, err)
+	}
+	s.out = out
+	if s.queue.len() > 0 {
+		s.stats.pipelined++
+	}
+	s.sent++
+	r.seq = s.sent
+	s.queue.push(r)
+	if s.flushing {
+		s.mu.Unlock()
+		return nil
+	}
+	s.flushing = true
+	s.flush()
+	return nil
+}
+
+// flush writes out until it is empty, releasing s.mu during each write so
+// that others can queue more meanwhile. It is called with s.mu held and
+// s.flushing set, and returns with s.mu released and s.flushing clear. A
+// failed write ends the session; the reader then fails the queries.
+func (s *Session) flush() {
+	for len(s.out) > 0 {
+		buf := s.out
+		s.out, s.spare = s.spare[:0], nil
+		s.mu.Unlock()
+		err := s.write(buf)
+		s.mu.Lock()
+		s.stats.writes++
+		if cap(buf) <= maxKeptBuffer {
+			s.spare = buf[:0]
+		}
+		if err != nil {
+			s.flushing = false
+			s.mu.Unlock()
+			s.fail(err)
+			return
+		}
+	}
+	s.flushing = false
+	s.mu.Unlock()
+}
+
+// write writes buf to the socket, bounded by the keepalive interval if there
+// is one.
+func (s *Session) write(buf []byte) error {
+	if s.keepalive > 0 {
+		if err := s.conn.SetWriteDeadline(time.Now().Add(s.keepalive)); err != nil {
+			return err
+		}
+	}
+	_, err := s.conn.Write(buf)
+	if err != nil && s.keepalive > 0 && isTimeout(err) {
+		return fmt.Errorf("%w: a write made no progress for %v: %w", ErrSilent, s.keepalive, err)
+	}
+	return err
+}
+
+// head returns the oldest pending query, or nil if there is none. For the
+// reader.
+func (s *Session) head() *request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.queue.peek()
+}
+
+// advance removes the oldest pending query, which has been answered, and
+// returns the next one, or nil. For the reader.
+func (s *Session) advance() *request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.queue.pop()
+	return s.queue.peek()
+}
+
+// drain empties the queue of a session that has ended and returns its
+// queries with the session's error. For the reader, once the session has
+// ended: nothing is queued after that.
+func (s *Session) drain() ([]*request, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.queue.takeAll(), s.err
+}
+
+// queued returns how many queries have been queued so far. For the reader,
+// when it arms the read deadline.
+func (s *Session) queued() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sent
+}
+
+// silent is called by the reader when nothing has arrived for a keepalive
+// interval, the one that began when queued() returned since. With nothing
+// pending it sends a probe. With the oldest pending query (a probe or not)
+// sent before the interval began, it returns the cause to end the session; a
+// query sent during the interval gets another one.
+func (s *Session) silent(since uint64) error {
+	s.mu.Lock()
+	head := s.queue.peek()
+	var seq uint64
+	if head != nil {
+		seq = head.seq
+	}
+	s.mu.Unlock()
+	switch {
+	case head != nil && seq <= since:
+		return fmt.Errorf("%w: nothing arrived for %v while awaiting an answer", ErrSilent, s.keepalive)
+	case head != nil:
+		return nil
+	}
+	sql := defaultProbe
+	if s.probe != nil {
+		sql = s.probe()
+	}
+	r := newRequest()
+	r.probe = true
+	err := s.send(r, sql)
+	if errors.Is(err, ErrInvalidQuery) {
+		err = s.send(r, defaultProbe)
+	}
+	if err != nil {
+		// The session has ended; the reader learns it from the socket.
+		putRequest(r)
+		return nil
+	}
+	s.probes.Add(1)
+	return nil
+}
+
+// setParameter records a ParameterStatus message. For the reader, the only
+// writer of s.params.
+func (s *Session) setParameter(name, value string) {
+	old := *s.params.Load()
+	if v, ok := old[name]; ok && v == value {
+		return
+	}
+	m := maps.Clone(old)
+	m[name] = value
+	s.params.Store(&m)
+}
+
+// isTimeout reports whether err is a read or write deadline passing.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
