@@ -16,6 +16,8 @@ import (
 const (
 	sqlstateLockNotAvailable = "55P03" // lock_timeout fired
 	sqlstateQueryCanceled    = "57014" // a cancel request or statement_timeout
+	// sqlstateOutOfSharedMemory: the server's lock table is full.
+	sqlstateOutOfSharedMemory = "53200"
 )
 
 // lock is Lock and TryLock: validation, hooks, then acquire.
@@ -123,7 +125,7 @@ func (m *Mutex) acquire(ctx context.Context, try bool) (*Lock, error) {
 		// A shared TryLock never waits, so it has no wait to coalesce. Sets
 		// overlap other sets and single keys in ways a per-key queue cannot
 		// follow: they wait in the server.
-		return m.acquireConn(ctx, bound, try)
+		return m.take(ctx, bound, try)
 	}
 	var deadline time.Time
 	if bound > 0 {
@@ -139,7 +141,7 @@ func (m *Mutex) acquire(ctx context.Context, try bool) (*Lock, error) {
 			return nil, m.errorf(op, context.DeadlineExceeded)
 		}
 	}
-	l, err := m.acquireConn(ctx, bound, try)
+	l, err := m.take(ctx, bound, try)
 	if err != nil || m.cfg.mode == ModeShared {
 		m.leave(g)
 	} else {
@@ -154,6 +156,64 @@ func tryOp(try bool) string {
 		return "trylock"
 	}
 	return "lock"
+}
+
+// take takes the lock where m keeps its locks: on lock sessions, or on a
+// pooled connection.
+func (m *Mutex) take(ctx context.Context, bound time.Duration, try bool) (*Lock, error) {
+	if m.sessions != nil {
+		return m.acquireOnSessions(ctx, bound, try)
+	}
+	return m.acquireConn(ctx, bound, try)
+}
+
+// acquireOnSessions takes a session lock on a lock session: first on a shared
+// one, without waiting (one round trip), then, when the lock is busy and try
+// is not set, waiting on a session of its own.
+func (m *Mutex) acquireOnSessions(ctx context.Context, bound time.Duration, try bool) (*Lock, error) {
+	op := tryOp(try)
+	var deadline time.Time
+	if bound > 0 {
+		deadline = time.Now().Add(bound)
+	}
+	set := m.sessions
+	s, conflict, err := set.route(ctx, m.keys, m.cfg.mode)
+	if err != nil {
+		return nil, m.errorf(op, err)
+	}
+	if !conflict {
+		if s.w.ParameterStatus("in_hot_standby") == "on" {
+			m.settleTry(s, nil, nil)
+			return nil, m.errorf(op, ErrStandby)
+		}
+		l, ok, err := m.tryOn(ctx, s)
+		if err != nil {
+			return nil, m.errorf(op, err)
+		}
+		if ok {
+			return l, nil
+		}
+	}
+	if try {
+		return nil, m.errorf(op, ErrLocked)
+	}
+	if bound > 0 {
+		if bound = time.Until(deadline); bound <= 0 {
+			return nil, m.errorf(op, context.DeadlineExceeded)
+		}
+	}
+	ws, err := set.waitSession(ctx)
+	if err != nil {
+		return nil, m.errorf(op, err)
+	}
+	if ws.w.ParameterStatus("in_hot_standby") == "on" {
+		set.mu.Lock()
+		ws.waiting = false
+		ws.settle()
+		set.mu.Unlock()
+		return nil, m.errorf(op, ErrStandby)
+	}
+	return m.waitOn(ctx, ws, bound)
 }
 
 // acquireConn takes the lock on a pooled connection, which stays pinned to the

@@ -41,6 +41,15 @@ var (
 	// [Lock.Rollback] rolls back).
 	ErrTxManaged = errors.New("advisorylock: transaction managed by the lock")
 
+	// ErrLockTable reports a lock the server could not grant because its
+	// lock table is full (SQLSTATE 53200, out of shared memory). Advisory
+	// locks share the table with every other lock; it has room for
+	// max_locks_per_transaction × (max_connections + max_prepared_transactions)
+	// entries (6,400 by default). Raise max_locks_per_transaction, or hold
+	// fewer locks at once. Nothing else is disturbed: the call fails, and
+	// what was held stays held.
+	ErrLockTable = errors.New("advisorylock: server lock table full (raise max_locks_per_transaction)")
+
 	// ErrInvalidArgument is wrapped by every error about bad input: an empty
 	// name, a nil pool, Mutex or function, a negative duration. Such errors
 	// are returned before any round trip to the server; the message says

@@ -44,8 +44,9 @@ type Holder struct {
 // and a key-space marker: 1 for a bigint key, 2 for a pair of int4.
 const holdersSQL = `select l.classid::int8, l.objid::int8, l.objsubid, l.pid, coalesce(a.application_name, ''),
 	coalesce(a.usename::text, ''), coalesce(host(a.client_addr), ''), l.mode = 'ShareLock', l.granted,
-	coalesce(l.waitstart, a.xact_start, case when a.state = 'idle' and a.query ~ '^` + probePrefix + `[0-9T:.Z-]+$'
-		then substr(a.query, length('` + probePrefix + `') + 1)::timestamptz end, a.state_change, now())
+	coalesce(l.waitstart, a.xact_start, case when a.state = 'idle' and starts_with(a.query, '` + probePrefix + `')
+		then substring(a.query from ' ' || l.classid::int8 || ',' || l.objid::int8 || ',' || l.objsubid || '@([0-9T:.Z+-]+)')::timestamptz end,
+		a.state_change, now())
 from pg_catalog.pg_locks l left join pg_catalog.pg_stat_activity a on a.pid = l.pid
 where l.locktype = 'advisory' and l.pid is not null
 	and l.database = (select oid from pg_catalog.pg_database where datname = current_database())

@@ -29,8 +29,9 @@ const (
 // fails the statement with SQLSTATE 57014). Only when the server does not
 // answer is the connection closed.
 type interrupter struct {
-	pg   *pgconn.PgConn
-	over chan struct{} // closed when the statement has returned
+	cancel func(context.Context) error // sends a cancel request
+	stop   func()                      // closes the connection under the statement, the last resort
+	over   chan struct{}               // closed when the statement has returned
 
 	mu       sync.Mutex
 	finished bool
@@ -50,10 +51,18 @@ type interrupter struct {
 // ignores a late cancel.
 func runInterruptible(ctx context.Context, pg *pgconn.PgConn, bound, grace time.Duration, stmt func(context.Context) error) (err, interrupted error) {
 	qctx := context.WithoutCancel(ctx)
+	return interruptible(ctx, bound, grace, pg.CancelRequest, func() { _ = pg.Conn().Close() },
+		func() error { return stmt(qctx) })
+}
+
+// interruptible is runInterruptible for a statement of any session: cancel
+// sends the session a cancel request, stop ends the session, the last
+// resort.
+func interruptible(ctx context.Context, bound, grace time.Duration, cancel func(context.Context) error, stop func(), stmt func() error) (err, interrupted error) {
 	if ctx.Done() == nil && bound <= 0 {
-		return stmt(qctx), nil
+		return stmt(), nil
 	}
-	it := &interrupter{pg: pg, over: make(chan struct{})}
+	it := &interrupter{cancel: cancel, stop: stop, over: make(chan struct{})}
 	var stopAfter func() bool
 	if ctx.Done() != nil {
 		stopAfter = context.AfterFunc(ctx, func() {
@@ -71,7 +80,7 @@ func runInterruptible(ctx context.Context, pg *pgconn.PgConn, bound, grace time.
 		}
 		timer = time.AfterFunc(after, func() { it.interrupt(context.DeadlineExceeded) })
 	}
-	err = stmt(qctx)
+	err = stmt()
 	if stopAfter != nil {
 		stopAfter()
 	}
@@ -94,7 +103,7 @@ func (it *interrupter) interrupt(reason error) {
 	defer close(it.inflight)
 
 	ctx, cancel := context.WithTimeout(context.Background(), cancelRequestTimeout)
-	err := it.pg.CancelRequest(ctx)
+	err := it.cancel(ctx)
 	cancel()
 	if err != nil {
 		it.stop()
@@ -111,8 +120,6 @@ func (it *interrupter) interrupt(reason error) {
 
 // stop closes the connection under the statement, the last resort: its read
 // fails at once, and pgx marks the connection closed.
-func (it *interrupter) stop() { _ = it.pg.Conn().Close() }
-
 // end records that the statement returned, waits for a cancel request in
 // flight, and returns the interruption's reason.
 func (it *interrupter) end() error {

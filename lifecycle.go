@@ -49,11 +49,13 @@ var stateNames = [...]string{"held", "releasing", "released", "lost"}
 // goroutine.
 type Lock struct {
 	// Set when the lock is acquired, then read-only.
-	m    *Mutex
-	conn *pgxpool.Conn // pinned while held; ended once, by endConn
-	pid  int32         // the server process of conn's session
-	tx   pgx.Tx        // the lock's transaction, in transaction scope
-	done chan struct{} // closed on the way to released or lost
+	m       *Mutex
+	sess    *lockSession  // the lock session carrying it; nil on a pinned connection
+	conn    *pgxpool.Conn // the pinned connection, if any; ended once, by endConn
+	pid     int32         // the server process of its session
+	tx      pgx.Tx        // the lock's transaction, in transaction scope
+	granted time.Time     // when it was granted, for Holders (on a lock session)
+	done    chan struct{} // closed on the way to released or lost
 
 	// Set before the Lock is returned or watched, then read-only.
 	acquired time.Time       // when hooks are in use
@@ -68,6 +70,8 @@ type Lock struct {
 	err       error                   // why the lock was lost; set with stateLost
 	destroyed chan struct{}           // closed once a lost lock's connection is closed; set with stateLost
 	onLost    context.CancelCauseFunc // WithLock's context, cancelled on loss
+	armed     bool                    // hold has run: a loss may be reported
+	early     error                   // a loss noticed before hold ran, reported by hold
 	watch     watcher                 // the watcher goroutine of a held session lock
 }
 
@@ -76,14 +80,26 @@ func newLock(m *Mutex, conn *pgxpool.Conn) *Lock {
 	return &Lock{m: m, conn: conn, pid: int32(conn.Conn().PgConn().PID()), done: make(chan struct{})}
 }
 
+// newSessionLock returns the Lock won on lock session s.
+func newSessionLock(m *Mutex, s *lockSession) *Lock {
+	return &Lock{m: m, sess: s, pid: s.pid, granted: time.Now(), done: make(chan struct{})}
+}
+
 // hold sets the lock's hold context and, for a session lock, starts watching
 // its connection. It runs once the hooks have seen the lock, so that a loss is
 // never reported (LockLost, HoldEnd) before HoldStart has returned, nor with a
 // hold context not yet set.
 func (l *Lock) hold(hctx context.Context) {
 	l.hctx = hctx
-	if l.tx == nil {
-		l.startWatch()
+	if l.conn != nil && l.tx == nil {
+		l.startWatch() // a lock session watches the locks it carries
+	}
+	l.mu.Lock()
+	l.armed = true
+	early := l.early
+	l.mu.Unlock()
+	if early != nil {
+		l.lose(early)
 	}
 }
 
@@ -179,6 +195,36 @@ func (l *Lock) release(ctx context.Context, commit bool, bound time.Duration) er
 	if err := l.begin(op); err != nil {
 		return err
 	}
+	var err error
+	if l.sess != nil {
+		err = l.releaseOnSession(ctx, op, bound)
+	} else {
+		err = l.releaseConn(ctx, op, commit, bound)
+	}
+	l.finish(err)
+	return err
+}
+
+// releaseOnSession releases a lock carried by a lock session. A bound that
+// passes before the server answers means the session went silent: it is
+// ended, and every lock on it is lost.
+func (l *Lock) releaseOnSession(ctx context.Context, op string, bound time.Duration) error {
+	if bound <= 0 {
+		return l.unlockOn(ctx, op)
+	}
+	bctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	err := l.unlockOn(bctx, op)
+	if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		l.sess.fail()
+		return l.m.errorf(op, ErrLockLost, errSilent)
+	}
+	return err
+}
+
+// releaseConn releases a lock on a pinned connection and ends the
+// connection.
+func (l *Lock) releaseConn(ctx context.Context, op string, commit bool, bound time.Duration) error {
 	if bound > 0 {
 		sock := l.conn.Conn().PgConn().Conn()
 		l.guard = time.AfterFunc(bound, func() { _ = sock.Close() })
@@ -196,7 +242,6 @@ func (l *Lock) release(ctx context.Context, commit bool, bound time.Duration) er
 		keep, err = l.unlockSession(ctx, op)
 	}
 	l.endConn(keep)
-	l.finish(err)
 	return err
 }
 
@@ -251,6 +296,14 @@ func (l *Lock) lose(cause error) {
 		l.mu.Unlock()
 		return
 	}
+	if !l.armed {
+		// Not yet seen by the hooks and the caller: hold reports it.
+		if l.early == nil {
+			l.early = cause
+		}
+		l.mu.Unlock()
+		return
+	}
 	l.state = stateLost
 	l.err = wrapErrs(ErrLockLost, cause)
 	l.destroyed = make(chan struct{})
@@ -282,8 +335,12 @@ func (l *Lock) abandon() {
 	}
 	l.state = stateReleased
 	l.mu.Unlock()
-	l.stopWatch(context.Background())
-	l.endConn(false)
+	if l.sess != nil {
+		_ = l.unlockOn(context.Background(), "unlock")
+	} else {
+		l.stopWatch(context.Background())
+		l.endConn(false)
+	}
 	l.leaveGate()
 	close(l.done)
 }
@@ -339,6 +396,9 @@ var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); retu
 // endConn ends the lock's connection: back to the pool when keep is set and
 // WithLock's release bound has not fired, closed otherwise.
 func (l *Lock) endConn(keep bool) {
+	if l.conn == nil {
+		return // a lock session's locks end with an unlock, or with it
+	}
 	if l.disarm() && keep {
 		l.conn.Release()
 		return

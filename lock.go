@@ -25,6 +25,9 @@ type Mutex struct {
 	hooks *hookSet // nil when no hooks are set
 	err   error    // bad input, reported by every call
 	sql   statements
+	// sessions carries its session locks; nil in transaction scope, with
+	// PinConnection, or with bad input.
+	sessions *sessionSet
 
 	// racedGrants counts session-level locks found held, and released,
 	// after an acquisition that reported failure: grants that raced a
@@ -96,6 +99,14 @@ func newMutex(pool *pgxpool.Pool, keys []Key, opts []Option) *Mutex {
 		}
 	}
 	m.sql = newStatements(keys, m.cfg.mode, m.cfg.scope, !m.cfg.allowPooler)
+	if m.err == nil && m.cfg.scope == ScopeSession && !m.cfg.pin {
+		sp := m.cfg.sessionPool
+		if sp == nil {
+			sp = pool
+		}
+		m.sessions = sessionsFor(sessionKey{pool: sp, keepalive: m.cfg.keepalive,
+			allowPooler: m.cfg.allowPooler, max: m.cfg.maxSessions})
+	}
 	return m
 }
 

@@ -3,6 +3,8 @@ package advisorylock
 import (
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Mode is the lock mode: exclusive (the default) or shared.
@@ -68,13 +70,16 @@ type config struct {
 	keepalive   time.Duration // 0: no active probe
 	hooks       []Hook
 	allowPooler bool
+	pin         bool          // session locks pin a pooled connection each
+	maxSessions int           // shared lock sessions
+	sessionPool *pgxpool.Pool // whose settings lock sessions use; nil: the Mutex's pool
 	// releaseTimeout bounds WithLock's release; the tests shorten it.
 	releaseTimeout time.Duration
 	err            error // the first invalid option, reported by every call
 }
 
 func newConfig(opts []Option) config {
-	c := config{keepalive: DefaultKeepalive, releaseTimeout: defaultReleaseTimeout}
+	c := config{keepalive: DefaultKeepalive, releaseTimeout: defaultReleaseTimeout, maxSessions: DefaultMaxSessions}
 	for _, o := range opts {
 		if o != nil {
 			o.apply(&c)
@@ -155,4 +160,40 @@ func WithHooks(hooks ...Hook) Option {
 // pooling); transaction-scoped locks work through any pooler.
 func AllowPooler() Option {
 	return optionFunc(func(c *config) { c.allowPooler = true })
+}
+
+// PinConnection holds each session-scoped lock on a connection of the
+// Mutex's pool, pinned while the lock is held and watched by a goroutine of
+// its own, instead of on the package's shared lock sessions (see the package
+// documentation). A held lock then costs a pooled connection: the behaviour
+// before lock sessions.
+func PinConnection() Option {
+	return optionFunc(func(c *config) { c.pin = true })
+}
+
+// WithMaxSessions sets how many shared lock sessions carry the uncontended
+// session locks taken through the pool (DefaultMaxSessions by default). A lock
+// that must wait uses a session of its own beyond them. An n below 1 makes
+// every call of the Mutex fail with ErrInvalidArgument.
+func WithMaxSessions(n int) Option {
+	return optionFunc(func(c *config) {
+		if n < 1 {
+			c.fail(invalid(fmt.Sprintf("WithMaxSessions(%d): below 1", n)))
+			return
+		}
+		c.maxSessions = n
+	})
+}
+
+// WithSessionPool opens the Mutex's lock sessions with the connection
+// settings of pool rather than those of the Mutex's own pool: for example a
+// direct connection to PostgreSQL, when the application's pool goes through
+// a pooler in transaction mode. Sessions are shared by the Mutexes naming the
+// same pool. A nil pool is ignored.
+func WithSessionPool(pool *pgxpool.Pool) Option {
+	return optionFunc(func(c *config) {
+		if pool != nil {
+			c.sessionPool = pool
+		}
+	})
 }

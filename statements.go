@@ -22,6 +22,13 @@ type statements struct {
 	try         string // one bool, or an array of n for a set
 	unlock      string // a row if every key was released, none otherwise
 
+	// Session scope on lock sessions: the simple query protocol, with the
+	// keys as literals (see literalCalls).
+	lockLit      string // the lock calls after "select "
+	lockCallsLit string // the lock calls alone, for a lock_timeout before them
+	tryLit       string // one bool, or an array of n for a set
+	unlockLit    string // a row if every key was released, none otherwise
+
 	// Transaction scope, queued after BEGIN in one batch (one round trip).
 	xactLock        string
 	xactLockTimeout string // lock_timeout as the argument after the keys
@@ -92,6 +99,27 @@ func calls(fn string, keys []Key) (string, int) {
 	return b.String(), p
 }
 
+// literalCalls renders fn applied to each key, joined by ", ", with the keys
+// as typed literals: the simple query protocol has no parameters, and a key is
+// a number, never text from outside. The literals are quoted and cast, since
+// the smallest bigint is not a valid numeric literal.
+func literalCalls(fn string, keys []Key) string {
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("pg_catalog.")
+		b.WriteString(fn)
+		if k.pair {
+			b.WriteString("('" + strconv.FormatInt(int64(k.k1), 10) + "'::int4,'" + strconv.FormatInt(int64(k.k2), 10) + "'::int4)")
+		} else {
+			b.WriteString("('" + strconv.FormatInt(k.k, 10) + "'::int8)")
+		}
+	}
+	return b.String()
+}
+
 // boolCalls is calls for functions answering a bool: the bool itself for
 // one key, an array of them for a set.
 func boolCalls(fn string, keys []Key) string {
@@ -113,6 +141,16 @@ func newStatements(keys []Key, mode Mode, scope Scope, checkBackend bool) statem
 	}
 	s.args = slices.Clip(s.args) // see Mutex.withArgs
 	if scope == ScopeSession {
+		s.lockCallsLit = literalCalls("pg_advisory_lock"+shared, keys)
+		s.lockLit = "select " + s.lockCallsLit
+		try := literalCalls("pg_try_advisory_lock"+shared, keys)
+		unlock := literalCalls("pg_advisory_unlock"+shared, keys)
+		if len(keys) > 1 {
+			try = "array[" + try + "]"
+			unlock = "true = all(array[" + unlock + "])"
+		}
+		s.tryLit = "select " + try
+		s.unlockLit = "select 1 where " + unlock
 		lock, p := calls("pg_advisory_lock"+shared, keys)
 		// The session statements take the lock only when the backend running
 		// them is the one the connection announced at start-up (the argument

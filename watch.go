@@ -3,6 +3,8 @@ package advisorylock
 import (
 	"context"
 	"errors"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -171,7 +173,7 @@ func (l *Lock) monitor(ctx context.Context) error {
 		}
 		// Idle for a whole interval: make sure the server is still there.
 		if probe == "" {
-			probe = probeSQL(l.watch.since)
+			probe = probeSQL(l.m.keys, l.watch.since)
 		}
 		pctx, cancel := context.WithTimeout(context.Background(), interval)
 		l.watch.probes.Add(1)
@@ -189,10 +191,29 @@ func (l *Lock) monitor(ctx context.Context) error {
 // probePrefix starts the keepalive probe: a statement that is only a comment,
 // which the server answers at once without running anything. The session's
 // last statement shows in pg_stat_activity.query, and pg_locks does not say
-// when a lock was granted, so the probe says it, for Holders.
-const probePrefix = "-- advisorylock: held since "
+// when a lock was granted, so the probe says it, for Holders: after the
+// prefix, " classid,objid,objsubid@time" for each key the session holds.
+const probePrefix = "-- advisorylock: held since"
 
-// probeSQL returns the probe of a lock granted at since.
-func probeSQL(since time.Time) string {
-	return probePrefix + since.UTC().Format(time.RFC3339Nano)
+// appendGrant appends to b what the probe says of keys granted at t.
+func appendGrant(b *strings.Builder, keys []Key, t time.Time) {
+	for _, k := range keys {
+		classid, objid, subid := lockTag(k)
+		b.WriteByte(' ')
+		b.WriteString(strconv.FormatInt(classid, 10))
+		b.WriteByte(',')
+		b.WriteString(strconv.FormatInt(objid, 10))
+		b.WriteByte(',')
+		b.WriteString(strconv.Itoa(subid))
+		b.WriteByte('@')
+		b.WriteString(t.UTC().Format(time.RFC3339Nano))
+	}
+}
+
+// probeSQL returns the probe of a pinned connection's lock, granted at since.
+func probeSQL(keys []Key, since time.Time) string {
+	var b strings.Builder
+	b.WriteString(probePrefix)
+	appendGrant(&b, keys, since)
+	return b.String()
 }

@@ -60,19 +60,25 @@ func (s *Session) DoOr(ctx context.Context, sql string, late func(Result, error)
 		putRequest(r)
 		return Result{}, err
 	}
-	select {
-	case <-r.ready:
-	case <-ctx.Done():
-		if r.state.CompareAndSwap(stateWaiting, stateAbandoned) {
-			// From here the reader owns r.
-			return Result{}, ctx.Err()
-		}
-		// The answer is being handed over: take it rather than lose it.
-		<-r.ready
+	return r.await(ctx)
+}
+
+// Wait is Do for a statement the server may rightly take long to answer,
+// such as a lock wait without lock_timeout: while it is the oldest query
+// pending, the keepalive neither probes nor ends the session for the
+// server's silence. Send nothing else on the session meanwhile; use Cancel
+// to end the statement early.
+func (s *Session) Wait(ctx context.Context, sql string) (Result, error) {
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
 	}
-	res, err := r.res, r.err
-	putRequest(r)
-	return res, err
+	r := newRequest()
+	r.patient = true
+	if err := s.send(r, sql); err != nil {
+		putRequest(r)
+		return Result{}, err
+	}
+	return r.await(ctx)
 }
 
 // Send sends sql as one query without waiting for its answer, which is
@@ -111,7 +117,8 @@ const (
 // Do's, which it hands back through ready; requests are recycled.
 type request struct {
 	// Set before the request is queued.
-	probe bool                // a keepalive probe: its answer is dropped
+	probe   bool              // a keepalive probe: its answer is dropped
+	patient bool              // Wait's: while oldest, the keepalive leaves it be
 	seq   uint64              // its number in the order of queries, set when queued
 	done  func(Result, error) // Send's callback; nil for Do and probes
 	late  func(Result, error) // DoOr's handler for an abandoned answer, or nil
@@ -133,6 +140,24 @@ func putRequest(r *request) {
 	ready := r.ready
 	*r = request{ready: ready} // also resets state to stateWaiting
 	requests.Put(r)
+}
+
+// await waits for the answer to r, sent, or for ctx. When ctx ends first, the
+// reader owns r from then on and hands the answer to r.late, if any.
+func (r *request) await(ctx context.Context) (Result, error) {
+	select {
+	case <-r.ready:
+	case <-ctx.Done():
+		if r.state.CompareAndSwap(stateWaiting, stateAbandoned) {
+			// From here the reader owns r.
+			return Result{}, ctx.Err()
+		}
+		// The answer is being handed over: take it rather than lose it.
+		<-r.ready
+	}
+	res, err := r.res, r.err
+	putRequest(r)
+	return res, err
 }
 
 // complete hands the answer in r.res, or err, to whoever waits for it. For

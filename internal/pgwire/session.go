@@ -377,6 +377,8 @@ func (s *Session) silent(since uint64) error {
 	}
 	s.mu.Unlock()
 	switch {
+	case head != nil && head.patient:
+		return nil // a lock wait: the server may rightly say nothing for long
 	case head != nil && seq <= since:
 		return fmt.Errorf("%w: nothing arrived for %v while awaiting an answer", ErrSilent, s.keepalive)
 	case head != nil:

@@ -1,0 +1,233 @@
+package advisorylock_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/advisorylock/advisorylock"
+)
+
+// serverSessions counts the server sessions connected to dsn's database,
+// other than the one asking.
+func serverSessions(t *testing.T, admin *pgxpool.Pool) int {
+	t.Helper()
+	var n int
+	err := admin.QueryRow(t.Context(), `select count(*) from pg_stat_activity
+		where datname = current_database() and pid <> pg_backend_pid() and backend_type = 'client backend'`).Scan(&n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// A thousand session locks, held at once by one process, cost at most two
+// server sessions (the default WithMaxSessions) and none of the pool's
+// connections: an unrelated query on a default-sized pool still runs.
+func TestSessions_thousandLocks(t *testing.T) {
+	t.Parallel()
+	dsn := testDB(t)
+	pool := newPool(t, dsn, func(c *pgxpool.Config) { c.MaxConns = 4 })
+	admin := newPool(t, dsn, func(c *pgxpool.Config) { c.MaxConns = 1 })
+	warm(t, admin, 1)
+	const n = 1000
+	locks := make([]*advisorylock.Lock, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for g := range 16 {
+		wg.Go(func() {
+			for i := g; i < n; i += 16 {
+				l, err := advisorylock.New(pool, fmt.Sprint("many-", i)).Lock(t.Context())
+				if err != nil {
+					errs <- err
+					return
+				}
+				locks[i] = l
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if got := pool.Stat().AcquiredConns(); got != 0 {
+		t.Errorf("%d pooled connections acquired while %d locks are held; want 0", got, n)
+	}
+	if got := serverSessions(t, admin); got > advisorylock.DefaultMaxSessions+int(pool.Stat().TotalConns()) {
+		t.Errorf("%d server sessions with %d locks held (pool: %d); want at most %d lock sessions",
+			got, n, pool.Stat().TotalConns(), advisorylock.DefaultMaxSessions)
+	}
+	var one int
+	if err := pool.QueryRow(t.Context(), "select 1").Scan(&one); err != nil {
+		t.Errorf("an unrelated query while %d locks are held: %v", n, err)
+	}
+	for _, l := range locks {
+		if err := l.Unlock(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Two goroutines of one process asking for one key in conflicting modes never
+// both get it, though PostgreSQL's session locks are reentrant and the
+// requests may travel on one lock session: in every combination of modes,
+// and for a set overlapping a single key, the second request is refused while
+// the first holds, and granted after.
+func TestSessions_reentrancyNeverShares(t *testing.T) {
+	t.Parallel()
+	pool := newPool(t, testDB(t))
+	single := func(opts ...advisorylock.Option) func() *advisorylock.Mutex {
+		return func() *advisorylock.Mutex { return advisorylock.New(pool, "k", opts...) }
+	}
+	set := func(opts ...advisorylock.Option) func() *advisorylock.Mutex {
+		return func() *advisorylock.Mutex { return advisorylock.NewSet(pool, []string{"j", "k"}, opts...) }
+	}
+	for _, tt := range []struct {
+		name          string
+		first, second func() *advisorylock.Mutex
+		share         bool // the second may hold with the first
+	}{
+		{"exclusive then exclusive", single(), single(), false},
+		{"shared then exclusive", single(advisorylock.Shared()), single(), false},
+		{"exclusive then shared", single(), single(advisorylock.Shared()), false},
+		{"shared then shared", single(advisorylock.Shared()), single(advisorylock.Shared()), true},
+		{"set then single", set(), single(), false},
+		{"single then set", single(), set(), false},
+		{"shared set then exclusive single", set(advisorylock.Shared()), single(), false},
+		{"shared single then exclusive set", single(advisorylock.Shared()), set(), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			first, err := tt.first().Lock(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			second, err := tt.second().TryLock(t.Context())
+			switch {
+			case tt.share && err != nil:
+				t.Fatalf("TryLock while the first holds: %v; want it granted", err)
+			case !tt.share && !errors.Is(err, advisorylock.ErrLocked):
+				t.Fatalf("TryLock while the first holds: %v; want ErrLocked", err)
+			}
+			if second != nil {
+				if err := second.Unlock(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// A Lock waits until the first lets go: bounded, it times out.
+			if !tt.share {
+				ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+				_, err := tt.second().Lock(ctx)
+				cancel()
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("Lock while the first holds: %v; want context.DeadlineExceeded", err)
+				}
+			}
+			if err := first.Unlock(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			l, err := tt.second().TryLock(t.Context())
+			if err != nil {
+				t.Fatalf("TryLock after the first let go: %v", err)
+			}
+			if err := l.Unlock(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// A lock session the server ends takes every lock it carries with it, and
+// each holder is told: Done closes, Err and Unlock report ErrLockLost.
+func TestSessions_terminatedSessionLosesEveryLock(t *testing.T) {
+	t.Parallel()
+	dsn := testDB(t)
+	pool := newPool(t, dsn)
+	admin := newPool(t, dsn)
+	const n = 50
+	var locks []*advisorylock.Lock
+	for i := range n {
+		l, err := advisorylock.New(pool, fmt.Sprint("lost-", i), advisorylock.WithMaxSessions(1)).Lock(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		locks = append(locks, l)
+	}
+	pid := locks[0].PID()
+	for _, l := range locks {
+		if l.PID() != pid {
+			t.Fatalf("locks on sessions %d and %d; want one session with WithMaxSessions(1)", pid, l.PID())
+		}
+	}
+	start := time.Now()
+	terminate(t, admin, pid)
+	for _, l := range locks {
+		select {
+		case <-l.Done():
+		case <-time.After(10 * time.Second):
+			t.Fatal("Done not closed 10s after the session was terminated")
+		}
+	}
+	t.Logf("%d locks told of the terminated session within %v", n, time.Since(start))
+	for _, l := range locks {
+		if !errors.Is(l.Err(), advisorylock.ErrLockLost) {
+			t.Fatalf("Err = %v; want ErrLockLost", l.Err())
+		}
+		if err := l.Unlock(t.Context()); !errors.Is(err, advisorylock.ErrLockLost) {
+			t.Fatalf("Unlock = %v; want ErrLockLost", err)
+		}
+	}
+}
+
+// Keepalive probes are per lock session, not per lock: holding 1, 100 or
+// 1,000 locks costs the same probes per second. A held lock costs no
+// goroutine of its own.
+func TestSessions_costPerHeldLock(t *testing.T) {
+	t.Parallel()
+	dsn := testDB(t)
+	pool := newPool(t, dsn)
+	const keepalive = 100 * time.Millisecond
+	for _, n := range []int{1, 100, 1000} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			opt := advisorylock.WithKeepalive(keepalive)
+			runtime.GC()
+			var before runtime.MemStats
+			runtime.ReadMemStats(&before)
+			goroutines := runtime.NumGoroutine()
+			locks := make([]*advisorylock.Lock, n)
+			for i := range locks {
+				l, err := advisorylock.New(pool, fmt.Sprint("cost-", n, "-", i), opt).Lock(t.Context())
+				if err != nil {
+					t.Fatal(err)
+				}
+				locks[i] = l
+			}
+			runtime.GC()
+			var after runtime.MemStats
+			runtime.ReadMemStats(&after)
+			extra := runtime.NumGoroutine() - goroutines
+			probes0 := locks[0].ProbesSent()
+			time.Sleep(10 * keepalive) // the figure is a rate over time
+			probes := locks[0].ProbesSent() - probes0
+			t.Logf("%d locks: %d goroutines more, %.0f bytes of heap each, %d probes in %v",
+				n, extra, float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/float64(n), probes, 10*keepalive)
+			if extra > 4 {
+				t.Errorf("%d more goroutines with %d locks held; want a few, for the lock sessions only", extra, n)
+			}
+			if probes > 12 {
+				t.Errorf("%d probes in %v with %d locks; want at most one per keepalive interval per session", probes, 10*keepalive, n)
+			}
+			for _, l := range locks {
+				if err := l.Unlock(t.Context()); err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
