@@ -26,6 +26,10 @@ const (
 	// whose send buffer is full, that is for a server gone silent.
 	terminateTimeout = time.Second
 
+	// closeCancelTimeout bounds the cancel request Close sends for a
+	// statement still running, when Close's context has no earlier deadline.
+	closeCancelTimeout = 5 * time.Second
+
 	// maxKeptBuffer is the largest write buffer kept for reuse; a larger one,
 	// grown for a large query, is left to the garbage collector.
 	maxKeptBuffer = 64 << 10
@@ -35,13 +39,14 @@ const (
 // keepalive.
 type Options struct {
 	// Keepalive, when positive, is how long the session waits for the server
-	// to say something while it expects an answer. After between one and two
+	// to say something while it expects an answer. After one to two
 	// intervals in which nothing arrived and nothing was pending, it sends a
 	// probe query, to expect an answer again. When the server then sends
-	// nothing for an interval (between one and two for a query sent
-	// meanwhile), whether a probe or a caller's query is pending, the session
-	// ends with ErrSilent; so does a write that makes no progress for an
-	// interval. Anything the server sends counts as a sign of life.
+	// nothing for an interval (one to two for a query sent meanwhile; plus a
+	// quarter of one, spent making sure), whether a probe or a caller's query
+	// is pending, the session ends with ErrSilent; so does a write that makes
+	// no progress for an interval. Anything the server sends counts as a
+	// sign of life.
 	//
 	// A statement that may keep the server silent for longer, such as a lock
 	// wait without a shorter lock_timeout, needs a session with a longer
@@ -72,6 +77,7 @@ type Options struct {
 type Session struct {
 	// Set by Connect, then read-only.
 	conn      net.Conn
+	raddr     net.Addr           // conn's peer, for Cancel
 	fe        *pgproto3.Frontend // used by the reader goroutine only
 	cfg       *pgconn.Config
 	tlsConfig *tls.Config // the connection's, nil without TLS; for Cancel
@@ -108,8 +114,9 @@ type counters struct {
 // cfg must come from pgconn.ParseConfig (or a pgxpool or pgx config's
 // ConnConfig.Config), so its TLS, authentication, DialFunc, RuntimeParams and
 // hooks apply; it is not modified, and must not be modified while the session
-// lives (Cancel dials with its DialFunc). ctx bounds the connection only, not
-// the session. On failure it returns pgconn's error.
+// lives (Cancel dials with its DialFunc). Its OnNotice and OnNotification are
+// not called once connected. ctx bounds the connection only, not the
+// session. On failure it returns pgconn's error.
 func Connect(ctx context.Context, cfg *pgconn.Config, opts Options) (*Session, error) {
 	if cfg == nil {
 		return nil, errors.New("pgwire: Connect with a nil config")
@@ -134,6 +141,7 @@ func Connect(ctx context.Context, cfg *pgconn.Config, opts Options) (*Session, e
 	}
 	s := &Session{
 		conn:      hc.Conn,
+		raddr:     hc.Conn.RemoteAddr(),
 		fe:        hc.Frontend,
 		cfg:       hc.Config,
 		tlsConfig: hc.TLSConfig,
@@ -189,9 +197,10 @@ func (s *Session) Err() error {
 // closes the connection, and waits for the reader goroutine to exit, which
 // first completes every pending query with ErrClosed and calls
 // Options.OnDead. If queries were pending, it also sends a cancel request
-// (see Cancel), because a statement waiting in the server, such as a lock
-// wait, does not notice a closed connection and would keep its place in the
-// lock's queue until it ends.
+// (see Cancel), bounded by ctx and five seconds, because a statement waiting
+// in the server, such as a lock wait, does not notice a closed connection:
+// it would keep its place in the lock's queue, and could even be granted the
+// lock, until it ends.
 //
 // It returns nil, or ctx.Err() if ctx is done before the reader has exited
 // (the connection is closed regardless). It is idempotent. It must not be
@@ -221,13 +230,20 @@ func (s *Session) Close(ctx context.Context) error {
 	_ = s.conn.Close()
 	if pending {
 		// Best effort: on failure the statement ends on its own, later.
-		_ = s.Cancel(ctx)
+		cctx, cancel := context.WithTimeout(ctx, closeCancelTimeout)
+		_ = s.Cancel(cctx)
+		cancel()
 	}
 	select {
 	case <-s.exited:
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
+		select {
+		case <-s.exited: // both ready: the reader did exit
+			return nil
+		default:
+			return ctx.Err()
+		}
 	}
 }
 
@@ -243,7 +259,11 @@ func (s *Session) endLocked(err error) {
 // the connection. The reader goroutine then completes the pending queries.
 func (s *Session) fail(cause error) {
 	s.mu.Lock()
-	if s.err == nil {
+	switch {
+	case s.err != nil:
+	case cause == nil:
+		s.endLocked(ErrClosed)
+	default:
 		s.endLocked(fmt.Errorf("%w: %w", ErrClosed, cause))
 	}
 	s.mu.Unlock()
