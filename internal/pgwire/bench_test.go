@@ -139,6 +139,10 @@ func BenchmarkDo(b *testing.B) {
 	})
 	b.Run(fmt.Sprintf("session/parallel%d", parallelism), func(b *testing.B) {
 		b.ReportAllocs()
+		writes := pgwire.Writes(s)
+		defer func() {
+			b.ReportMetric(float64(pgwire.Writes(s)-writes)/float64(2*b.N), "writes/query")
+		}()
 		b.SetParallelism(procs)
 		b.RunParallel(func(pb *testing.PB) {
 			lock, unlock := cycle()
