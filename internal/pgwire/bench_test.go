@@ -139,6 +139,10 @@ func BenchmarkDo(b *testing.B) {
 	})
 	b.Run(fmt.Sprintf("session/parallel%d", parallelism), func(b *testing.B) {
 		b.ReportAllocs()
+		writes := pgwire.Writes(s)
+		defer func() {
+			b.ReportMetric(float64(pgwire.Writes(s)-writes)/float64(2*b.N), "writes/query")
+		}()
 		b.SetParallelism(procs)
 		b.RunParallel(func(pb *testing.PB) {
 			lock, unlock := cycle()
@@ -154,6 +158,95 @@ func BenchmarkDo(b *testing.B) {
 			}
 		})
 	})
+
+	// The figures above drift with the machine's load, which changes between
+	// sub-benchmarks. The paired ones alternate floor and session within one
+	// run, in short turns, and report the ratio of their times.
+	b.Run("paired/sequential", func(b *testing.B) {
+		lockF, unlockF := cycle()
+		lockS, unlockS := cycle()
+		var floor, session time.Duration
+		i := 0
+		for b.Loop() {
+			for turn := range 2 {
+				start := time.Now()
+				var err error
+				if (i+turn)%2 == 0 {
+					if err = exec(one, lockF); err == nil {
+						err = exec(one, unlockF)
+					}
+					floor += time.Since(start)
+				} else {
+					if err = do(s, lockS); err == nil {
+						err = do(s, unlockS)
+					}
+					session += time.Since(start)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			i++
+		}
+		reportPair(b, floor, session, b.N)
+	})
+	b.Run(fmt.Sprintf("paired/parallel%d", parallelism), func(b *testing.B) {
+		// Each turn: parallelism goroutines run cycles cycles each.
+		const cycles = 25
+		floorConns := make([]*pgconn.PgConn, 0, parallelism)
+		for range parallelism {
+			c := <-conns
+			defer func() { conns <- c }()
+			floorConns = append(floorConns, c)
+		}
+		turn := func(work func(g int) error) time.Duration {
+			var wg sync.WaitGroup
+			start := time.Now()
+			for g := range parallelism {
+				wg.Go(func() {
+					for range cycles {
+						if err := work(g); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			}
+			wg.Wait()
+			return time.Since(start)
+		}
+		keysF := make([][2]string, parallelism)
+		keysS := make([][2]string, parallelism)
+		for g := range parallelism {
+			keysF[g][0], keysF[g][1] = cycle()
+			keysS[g][0], keysS[g][1] = cycle()
+		}
+		floorWork := func(g int) error {
+			if err := exec(floorConns[g], keysF[g][0]); err != nil {
+				return err
+			}
+			return exec(floorConns[g], keysF[g][1])
+		}
+		sessionWork := func(g int) error {
+			if err := do(s, keysS[g][0]); err != nil {
+				return err
+			}
+			return do(s, keysS[g][1])
+		}
+		var floor, session time.Duration
+		i := 0
+		for b.Loop() {
+			if i%2 == 0 {
+				floor += turn(floorWork)
+				session += turn(sessionWork)
+			} else {
+				session += turn(sessionWork)
+				floor += turn(floorWork)
+			}
+			i++
+		}
+		reportPair(b, floor, session, b.N*parallelism*cycles)
+	})
 }
 
 // connectPgconn opens a pgconn connection closed when b ends.
@@ -165,4 +258,13 @@ func connectPgconn(b *testing.B, cfg *pgconn.Config) *pgconn.PgConn {
 	}
 	b.Cleanup(func() { conn.Close(context.Background()) })
 	return conn
+}
+
+// reportPair reports the time per lock cycle of the floor and the session,
+// and their ratio.
+func reportPair(b *testing.B, floor, session time.Duration, n int) {
+	b.ReportMetric(0, "ns/op") // an op here is a turn of both: meaningless
+	b.ReportMetric(float64(floor.Nanoseconds())/float64(n), "floor-ns/cycle")
+	b.ReportMetric(float64(session.Nanoseconds())/float64(n), "session-ns/cycle")
+	b.ReportMetric(float64(session)/float64(floor), "session/floor")
 }

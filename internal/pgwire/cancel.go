@@ -70,12 +70,13 @@ func (s *Session) dialCancel(ctx context.Context) (net.Conn, error) {
 		var d net.Dialer
 		dial = d.DialContext
 	}
-	addr := s.conn.RemoteAddr()
-	if addr.Network() != "unix" {
+	addr := s.raddr
+	if addr != nil && addr.Network() != "unix" {
 		return dial(ctx, addr.Network(), addr.String())
 	}
 	// A Unix socket's peer name is the path the server bound, relative to
-	// its directory: dial the configured one.
+	// its directory: dial the configured one (also for a DialFunc's
+	// connection that knows no peer).
 	network, address := pgconn.NetworkAddress(s.cfg.Host, s.cfg.Port)
 	return dial(ctx, network, address)
 }

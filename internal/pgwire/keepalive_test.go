@@ -56,10 +56,13 @@ func TestKeepalive_probes(t *testing.T) {
 	dsn, cfg := testDB(t)
 	var calls atomic.Int64
 	s := connect(t, cfg, pgwire.Options{
-		Keepalive: 50 * time.Millisecond,
+		Keepalive: 100 * time.Millisecond,
 		Probe:     func() string { return fmt.Sprintf("-- pgwire test probe %d", calls.Add(1)) },
 	})
-	await(t, "three probes", func() bool { return s.Probes() >= 3 })
+	await(t, "three probes", func() bool { return s.Probes() >= 3 || s.Err() != nil })
+	if err := s.Err(); err != nil {
+		t.Fatalf("Err = %v after %d probes; want the session alive", err, s.Probes())
+	}
 	other := otherConn(t, dsn)
 	// pg_stat_activity shows an idle session's last query: a probe.
 	await(t, "a probe in pg_stat_activity", func() bool {

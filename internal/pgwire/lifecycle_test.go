@@ -256,3 +256,35 @@ func receiveErr(t testing.TB, ch <-chan error) error {
 		return nil
 	}
 }
+
+// Close returns within its context on a silent network even with a query
+// pending, though the cancel request it sends for that query cannot get
+// through.
+func TestClose_silentNetwork(t *testing.T) {
+	t.Parallel()
+	_, cfg := testDB(t)
+	proxy := viaProxy(t, cfg)
+	s, err := pgwire.Connect(t.Context(), cfg, pgwire.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	do(t, s, "select 1")
+	proxy.Freeze()
+	sent := make(chan answer, 1)
+	if err := s.Send("select 2", func(res pgwire.Result, err error) { sent <- answer{res, err} }); err != nil {
+		t.Fatal(err)
+	}
+	const bound = 300 * time.Millisecond
+	ctx, cancel := context.WithTimeout(t.Context(), bound)
+	defer cancel()
+	start := time.Now()
+	if err := s.Close(ctx); err != nil {
+		t.Errorf("Close = %v; want nil (the reader exits at once)", err)
+	}
+	if took := time.Since(start); took > waitBound/2 {
+		t.Errorf("Close took %v with a %v context", took, bound)
+	}
+	if a := receive(t, sent); !errors.Is(a.err, pgwire.ErrClosed) {
+		t.Errorf("the pending query got %v; want ErrClosed", a.err)
+	}
+}

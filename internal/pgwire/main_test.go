@@ -16,8 +16,9 @@ import (
 	"github.com/advisorylock/advisorylock/internal/pgwire"
 )
 
-// TestMain provisions the test server and checks for leaked goroutines.
-func TestMain(m *testing.M) { pgtest.Main(m) }
+// TestMain provisions the test server, checks for leaked goroutines, and
+// exports the server's DSN for the examples.
+func TestMain(m *testing.M) { pgtest.MainWithEnv(m, "PGWIRE_TEST_DSN") }
 
 // waitBound bounds every wait of a test for a condition.
 const waitBound = 10 * time.Second

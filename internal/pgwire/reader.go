@@ -25,13 +25,15 @@ var errProtocol = errors.New("pgwire: protocol violation")
 // for a keepalive interval and, when it passes, the reader looks at whether
 // anything arrived meanwhile (then it re-arms) or not (then silent decides).
 // So a busy session pays one wakeup per interval and nothing per message,
-// and silence is noticed after between one and two intervals.
+// and silence is noticed after between one and two intervals (plus a quarter
+// of one, spent looking again).
 func (s *Session) read() {
 	defer close(s.exited)
 	var (
 		cur          *request // the oldest pending query once known
 		seen, armed  uint64   // messages received; and how many when the deadline was last armed
 		since        uint64   // queries queued when the deadline was last armed
+		checked      bool     // the socket was looked at again after the deadline passed
 		cause        error
 		k            = s.keepalive
 		needCurrent  = func() bool { return cur != nil || s.setCurrent(&cur) }
@@ -51,11 +53,20 @@ loop:
 				cause = err
 				break
 			}
+			if seen == armed && !checked {
+				// A read whose deadline has passed fails without looking
+				// at the socket, so bytes may be waiting there if this
+				// goroutine ran late: look again, briefly, before judging.
+				checked = true
+				cause = s.conn.SetReadDeadline(time.Now().Add(k / 4))
+				continue
+			}
 			if seen == armed {
 				if cause = s.silent(since); cause != nil {
 					break
 				}
 			}
+			checked = false
 			armed, since = seen, s.queued()
 			cause = s.conn.SetReadDeadline(time.Now().Add(k))
 			continue

@@ -17,50 +17,19 @@ import (
 )
 
 const (
-	// defaultProbe is the keepalive probe's query when Options.Probe is nil: a
-	// comment alone, which the server answers with EmptyQueryResponse.
-	defaultProbe = "-- pgwire keepalive"
-
 	// terminateTimeout bounds Close's write of the Terminate message when its
 	// context has no earlier deadline. Five bytes only wait for a socket
 	// whose send buffer is full, that is for a server gone silent.
 	terminateTimeout = time.Second
 
+	// closeCancelTimeout bounds the cancel request Close sends for a
+	// statement still running, when Close's context has no earlier deadline.
+	closeCancelTimeout = 5 * time.Second
+
 	// maxKeptBuffer is the largest write buffer kept for reuse; a larger one,
 	// grown for a large query, is left to the garbage collector.
 	maxKeptBuffer = 64 << 10
 )
-
-// Options configure a Session. The zero value is a session without
-// keepalive.
-type Options struct {
-	// Keepalive, when positive, is how long the session waits for the server
-	// to say something while it expects an answer. After between one and two
-	// intervals in which nothing arrived and nothing was pending, it sends a
-	// probe query, to expect an answer again. When the server then sends
-	// nothing for an interval (between one and two for a query sent
-	// meanwhile), whether a probe or a caller's query is pending, the session
-	// ends with ErrSilent; so does a write that makes no progress for an
-	// interval. Anything the server sends counts as a sign of life.
-	//
-	// A statement that may keep the server silent for longer, such as a lock
-	// wait without a shorter lock_timeout, needs a session with a longer
-	// Keepalive or none. Zero turns keepalive off.
-	Keepalive time.Duration
-
-	// Probe returns the text of each keepalive probe. It is called on the
-	// session's reader goroutine when a probe is due, so the caller can put
-	// state in a comment there, where pg_stat_activity shows it; it must not
-	// block. Nil means "-- pgwire keepalive". A comment-only query costs the
-	// server no parsing beyond the comment.
-	Probe func() string
-
-	// OnDead, when not nil, is called once when the session ends, whatever
-	// ended it (Close included), with the error Err returns, after every
-	// pending query has been completed with that error. It runs on the
-	// session's reader goroutine: it must not block and must not call Close.
-	OnDead func(error)
-}
 
 // Session is one PostgreSQL server session speaking the simple query
 // protocol, shared by many goroutines: each query is written as soon as it is
@@ -72,6 +41,7 @@ type Options struct {
 type Session struct {
 	// Set by Connect, then read-only.
 	conn      net.Conn
+	raddr     net.Addr           // conn's peer, for Cancel
 	fe        *pgproto3.Frontend // used by the reader goroutine only
 	cfg       *pgconn.Config
 	tlsConfig *tls.Config // the connection's, nil without TLS; for Cancel
@@ -103,95 +73,14 @@ type counters struct {
 	writes    int64 // writes to the socket
 }
 
-// Connect opens a server session with cfg, blocking until it is ready for
-// queries or ctx is done, and returns it with its reader goroutine running.
-// cfg must come from pgconn.ParseConfig (or a pgxpool or pgx config's
-// ConnConfig.Config), so its TLS, authentication, DialFunc, RuntimeParams and
-// hooks apply; it is not modified, and must not be modified while the session
-// lives (Cancel dials with its DialFunc). ctx bounds the connection only, not
-// the session. On failure it returns pgconn's error.
-func Connect(ctx context.Context, cfg *pgconn.Config, opts Options) (*Session, error) {
-	if cfg == nil {
-		return nil, errors.New("pgwire: Connect with a nil config")
-	}
-	pc, err := pgconn.ConnectConfig(ctx, cfg)
-	if err != nil {
-		return nil, err
-	}
-	hc, err := pc.Hijack()
-	if err != nil {
-		pc.Close(ctx)
-		return nil, err
-	}
-	if hc.TxStatus != 'I' {
-		hc.Conn.Close()
-		return nil, fmt.Errorf("pgwire: the new session is in transaction status %q; want idle", hc.TxStatus)
-	}
-	// pgconn leaves no deadline behind on success, but a DialFunc might.
-	if err := hc.Conn.SetDeadline(time.Time{}); err != nil {
-		hc.Conn.Close()
-		return nil, err
-	}
-	s := &Session{
-		conn:      hc.Conn,
-		fe:        hc.Frontend,
-		cfg:       hc.Config,
-		tlsConfig: hc.TLSConfig,
-		pid:       hc.PID,
-		secretKey: hc.SecretKey,
-		keepalive: max(opts.Keepalive, 0),
-		probe:     opts.Probe,
-		onDead:    opts.OnDead,
-		done:      make(chan struct{}),
-		exited:    make(chan struct{}),
-	}
-	if s.cfg == nil {
-		s.cfg = cfg
-	}
-	params := maps.Clone(hc.ParameterStatuses)
-	if params == nil {
-		params = make(map[string]string)
-	}
-	s.params.Store(&params)
-	go s.read()
-	return s, nil
-}
-
-// PID returns the server process ID of the session, as pg_backend_pid()
-// reports it and pg_locks.pid shows it.
-func (s *Session) PID() uint32 { return s.pid }
-
-// ParameterStatus returns the value of a parameter the server reports
-// (server_version, in_hot_standby, application_name, TimeZone, …): its value
-// at connection, or a later one the server sent, which is seen before the
-// answer to the query that changed it. It returns "" for a parameter never
-// reported.
-func (s *Session) ParameterStatus(name string) string { return (*s.params.Load())[name] }
-
-// Probes returns the number of keepalive probes sent so far.
-func (s *Session) Probes() int64 { return s.probes.Load() }
-
-// Done returns a channel closed when the session ends, by Close or because
-// the server or the network ended it; Err then says why.
-func (s *Session) Done() <-chan struct{} { return s.done }
-
-// Err returns nil while the session lives. Once Done is closed it returns
-// ErrClosed after Close, or otherwise an error matching ErrClosed that wraps
-// the cause: the server's FATAL error as a *pgconn.PgError (57P01 after
-// pg_terminate_backend), ErrSilent, or the read or write error.
-func (s *Session) Err() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.err
-}
-
 // Close ends the session: it sends Terminate unless a write is under way,
 // closes the connection, and waits for the reader goroutine to exit, which
 // first completes every pending query with ErrClosed and calls
 // Options.OnDead. If queries were pending, it also sends a cancel request
-// (see Cancel), because a statement waiting in the server, such as a lock
-// wait, does not notice a closed connection and would keep its place in the
-// lock's queue until it ends.
+// (see Cancel), bounded by ctx and five seconds, because a statement waiting
+// in the server, such as a lock wait, does not notice a closed connection:
+// it would keep its place in the lock's queue, and could even be granted the
+// lock, until it ends.
 //
 // It returns nil, or ctx.Err() if ctx is done before the reader has exited
 // (the connection is closed regardless). It is idempotent. It must not be
@@ -221,13 +110,20 @@ func (s *Session) Close(ctx context.Context) error {
 	_ = s.conn.Close()
 	if pending {
 		// Best effort: on failure the statement ends on its own, later.
-		_ = s.Cancel(ctx)
+		cctx, cancel := context.WithTimeout(ctx, closeCancelTimeout)
+		_ = s.Cancel(cctx)
+		cancel()
 	}
 	select {
 	case <-s.exited:
 		return nil
 	case <-ctx.Done():
-		return ctx.Err()
+		select {
+		case <-s.exited: // both ready: the reader did exit
+			return nil
+		default:
+			return ctx.Err()
+		}
 	}
 }
 
@@ -243,7 +139,11 @@ func (s *Session) endLocked(err error) {
 // the connection. The reader goroutine then completes the pending queries.
 func (s *Session) fail(cause error) {
 	s.mu.Lock()
-	if s.err == nil {
+	switch {
+	case s.err != nil:
+	case cause == nil:
+		s.endLocked(ErrClosed)
+	default:
 		s.endLocked(fmt.Errorf("%w: %w", ErrClosed, cause))
 	}
 	s.mu.Unlock()
