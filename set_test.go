@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -255,8 +256,8 @@ func TestNewSet_order(t *testing.T) {
 		advisorylock.NewSet(pool, []string{"a", ""}),
 		advisorylock.NewSetWithKeys(pool, nil),
 	} {
-		if _, err := m.Lock(t.Context()); !errors.Is(err, advisorylock.ErrInvalidArgument) {
-			t.Errorf("Lock of %v = %v; want ErrEmptyName", m, err)
+		if _, err := m.Lock(t.Context()); !errors.Is(err, advisorylock.ErrInvalidArgument) || !strings.Contains(err.Error(), "empty lock name") {
+			t.Errorf("Lock of %v = %v; want ErrInvalidArgument for an empty lock name", m, err)
 		}
 	}
 }
