@@ -40,7 +40,8 @@ func TestHolders(t *testing.T) {
 			}()
 			pgtest.AwaitWaiters(t, admin, 1)
 
-			hs, err := advisorylock.Holders(t.Context(), admin, key, advisorylock.Int64Key(42))
+			// A set of the key and one nobody holds: only the key's rows.
+			hs, err := advisorylock.NewSetWithKeys(admin, []advisorylock.Key{key, advisorylock.Int64Key(42)}).Holders(t.Context())
 			if err != nil {
 				t.Fatal(err)
 			}

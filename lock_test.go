@@ -346,8 +346,8 @@ func TestLock_timeoutSettingDoesNotLeak(t *testing.T) {
 	}
 	tm := advisorylock.New(pool, "leak", advisorylock.WithTimeout(300*time.Millisecond), advisorylock.TransactionScope())
 	got, err := advisorylock.WithLock(ctx, tm, func(ctx context.Context) (string, error) {
-		tx, _ := advisorylock.TxFromContext(ctx)
-		return show(tx), nil
+		l, _ := advisorylock.LockFromContext(ctx)
+		return show(l.Tx()), nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -550,12 +550,12 @@ func TestWithLock_returnsValue(t *testing.T) {
 		m := advisorylock.New(pgtest.NewPool(t, pgtest.Database(t)), "value", scope)
 		t.Run(m.Scope().String(), func(t *testing.T) {
 			got, err := advisorylock.WithLock(t.Context(), m, func(ctx context.Context) (int, error) {
-				if l, ok := advisorylock.LockFromContext(ctx); !ok || l.Mutex() != m {
-					t.Error("LockFromContext: no lock of m in fn's context")
+				l, ok := advisorylock.LockFromContext(ctx)
+				if !ok || l.Mutex() != m {
+					t.Fatal("LockFromContext: no lock of m in fn's context")
 				}
-				_, isTx := advisorylock.TxFromContext(ctx)
-				if want := m.Scope() == advisorylock.ScopeTransaction; isTx != want {
-					t.Errorf("TxFromContext ok = %v; want %v", isTx, want)
+				if isTx, want := l.Tx() != nil, m.Scope() == advisorylock.ScopeTransaction; isTx != want {
+					t.Errorf("the lock in fn's context has a transaction: %v; want %v", isTx, want)
 				}
 				return 42, nil
 			})
@@ -634,9 +634,10 @@ func TestWithLock_transactionWrites(t *testing.T) {
 	m := advisorylock.New(pool, "tx-writes", advisorylock.TransactionScope())
 	insert := func(name string, fail error, panics bool) func(context.Context) (struct{}, error) {
 		return func(ctx context.Context) (struct{}, error) {
-			tx, ok := advisorylock.TxFromContext(ctx)
-			if !ok {
-				t.Fatal("TxFromContext: no transaction")
+			l, _ := advisorylock.LockFromContext(ctx)
+			tx := l.Tx()
+			if tx == nil {
+				t.Fatal("the lock in fn's context has no transaction")
 			}
 			if _, err := tx.Exec(ctx, "insert into runs values ($1)", name); err != nil {
 				return struct{}{}, err

@@ -216,7 +216,8 @@ func TestLost_transactionScope(t *testing.T) {
 	pool := pgtest.NewPool(t, pgtest.Database(t))
 	m := advisorylock.New(pool, "tx-lost", advisorylock.TransactionScope())
 	_, err := advisorylock.WithLock(t.Context(), m, func(ctx context.Context) (int, error) {
-		tx, _ := advisorylock.TxFromContext(ctx)
+		l, _ := advisorylock.LockFromContext(ctx)
+		tx := l.Tx()
 		var pid int32
 		if err := tx.QueryRow(ctx, "select pg_backend_pid()").Scan(&pid); err != nil {
 			return 0, err

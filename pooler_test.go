@@ -152,8 +152,9 @@ func TestPooler_transactionScopeExcludes(t *testing.T) {
 	got := make(chan *advisorylock.Lock, 1)
 	errc := make(chan error, 1)
 	_, err := advisorylock.WithLock(t.Context(), holder, func(ctx context.Context) (struct{}, error) {
-		tx, ok := advisorylock.TxFromContext(ctx)
-		if !ok {
+		l, _ := advisorylock.LockFromContext(ctx)
+		tx := l.Tx()
+		if tx == nil {
 			t.Fatal("no transaction in WithLock's context")
 		}
 		// The lock lives in the server session of the lock's transaction.
@@ -284,7 +285,8 @@ func TestPooler_transactionScopeCounter(t *testing.T) {
 			wg.Go(func() {
 				for range rounds {
 					_, err := advisorylock.WithLock(ctx, m, func(ctx context.Context) (struct{}, error) {
-						tx, _ := advisorylock.TxFromContext(ctx)
+						l, _ := advisorylock.LockFromContext(ctx)
+						tx := l.Tx()
 						var n int
 						if err := tx.QueryRow(ctx, "select n from counter").Scan(&n); err != nil {
 							return struct{}{}, err

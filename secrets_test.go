@@ -142,15 +142,15 @@ func exerciseMutexes(t *testing.T, g *textLog, pool *pgxpool.Pool, ok bool) {
 			check("Rollback", l.Rollback(ctx))
 		}
 		_, err = advisorylock.WithLock(ctx, m, func(ctx context.Context) (int, error) {
-			if tx, ok := advisorylock.TxFromContext(ctx); ok {
-				_, err := tx.Exec(ctx, "select 1")
+			if l, _ := advisorylock.LockFromContext(ctx); l.Tx() != nil {
+				_, err := l.Tx().Exec(ctx, "select 1")
 				g.add("tx Exec", err)
 			}
 			return 0, nil
 		})
 		check("WithLock "+m.String(), err)
-		_, err = advisorylock.Holders(ctx, pool, m.Key())
-		check("Holders", err)
+		_, err = advisorylock.NewWithKey(pool, m.Key()).Holders(ctx)
+		check("Holders by key", err)
 	}
 }
 
