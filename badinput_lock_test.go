@@ -14,12 +14,6 @@ import (
 	"github.com/advisorylock/advisorylock/internal/pgtest"
 )
 
-// scopes are the two lock scopes, for cases run in each.
-var scopes = []struct {
-	label string
-	opt   advisorylock.Option
-}{{"session", nil}, {"transaction", advisorylock.TransactionScope()}}
-
 // WithLock with bad arguments, and with a hostile function.
 func TestWithLock_badInput(t *testing.T) {
 	cases := []badCase{

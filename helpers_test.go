@@ -8,12 +8,19 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/advisorylock/advisorylock"
 	"github.com/advisorylock/advisorylock/internal/pgtest"
 )
 
 // TestMain provisions the test server; the runnable examples find it in
 // DATABASE_URL.
 func TestMain(m *testing.M) { pgtest.MainWithEnv(m, "DATABASE_URL") }
+
+// scopes are the two lock scopes, for tests run in each.
+var scopes = []struct {
+	label string
+	opt   advisorylock.Option
+}{{"session", nil}, {"transaction", advisorylock.TransactionScope()}}
 
 // writeCounter counts the writes to the server on a pool's connections:
 // pgx sends each round trip's messages in one write.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -445,6 +446,75 @@ func TestLock_conflictMatrix(t *testing.T) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// TryLock is answered by the server, not only by this process's queue for
+// the lock, which is per pool: from a second pool, as from another process, a
+// conflicting TryLock fails with ErrLocked while the lock is held, without
+// taking it, and succeeds once it is released; shared holders on the two
+// pools hold the lock together.
+func TestTryLock_excludesAcrossPools(t *testing.T) {
+	dsn := pgtest.Database(t)
+	holderPool, otherPool := pgtest.NewPool(t, dsn), pgtest.NewPool(t, dsn)
+	for _, held := range []advisorylock.Option{nil, advisorylock.Shared()} {
+		for _, mode := range []advisorylock.Option{nil, advisorylock.Shared()} {
+			for _, scope := range scopes {
+				holder := advisorylock.New(holderPool, "across", held)
+				m := advisorylock.New(otherPool, "across", mode, scope.opt)
+				conflict := holder.Mode() == advisorylock.ModeExclusive || m.Mode() == advisorylock.ModeExclusive
+				t.Run(fmt.Sprintf("%s held, %s %s TryLock", holder.Mode(), m.Mode(), m.Scope()), func(t *testing.T) {
+					ctx := t.Context()
+					hl, err := holder.Lock(ctx)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer func() {
+						if hl != nil {
+							_ = hl.Unlock(context.Background())
+						}
+					}()
+					acquires := otherPool.Stat().AcquireCount()
+					l, err := m.TryLock(ctx)
+					if got := otherPool.Stat().AcquireCount() - acquires; got != 1 {
+						t.Errorf("TryLock took %d connections from its pool; want 1: the server answers", got)
+					}
+					if !conflict {
+						if err != nil {
+							t.Fatalf("TryLock while shared-held elsewhere = %v; want the lock", err)
+						}
+						pids := pgtest.AdvisoryLockPIDs(t, otherPool, "granted")
+						if len(pids) != 2 || !slices.Contains(pids, hl.PID()) || !slices.Contains(pids, l.PID()) || hl.PID() == l.PID() {
+							t.Errorf("sessions holding the lock: %v; want both holders, %d and %d", pids, hl.PID(), l.PID())
+						}
+						if err := l.Unlock(ctx); err != nil {
+							t.Fatal(err)
+						}
+						return
+					}
+					if !errors.Is(err, advisorylock.ErrLocked) {
+						if err == nil {
+							_ = l.Unlock(ctx)
+						}
+						t.Fatalf("TryLock while held elsewhere = %v; want ErrLocked", err)
+					}
+					if pids := pgtest.AdvisoryLockPIDs(t, otherPool, "true"); !slices.Equal(pids, []int32{hl.PID()}) {
+						t.Errorf("sessions holding or awaiting the lock after the refusal: %v; want the holder's alone, %d", pids, hl.PID())
+					}
+					if err := hl.Unlock(ctx); err != nil {
+						t.Fatal(err)
+					}
+					hl = nil
+					l, err = m.TryLock(ctx)
+					if err != nil {
+						t.Fatalf("TryLock after the holder's Unlock = %v; want the lock", err)
+					}
+					if err := l.Unlock(ctx); err != nil {
+						t.Fatal(err)
+					}
+				})
+			}
 		}
 	}
 }
