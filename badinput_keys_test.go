@@ -16,6 +16,7 @@ import (
 // sent to the server, so NUL bytes and invalid UTF-8 are ordinary name bytes
 // (KeyFromName: the SHA-256 of the name's bytes).
 func TestNames_badInput(t *testing.T) {
+	// Serial: runBadInput checks the whole process for leaked goroutines.
 	var cases []badCase
 	for _, n := range []struct{ label, name string }{
 		{"1 MiB name", hugeName},
@@ -61,6 +62,7 @@ func TestNames_badInput(t *testing.T) {
 
 // Key sets with duplicate, overlapping or extreme entries.
 func TestKeySets_badInput(t *testing.T) {
+	// Serial: runBadInput checks the whole process for leaked goroutines.
 	runBadInput(t, []badCase{
 		{name: "NewSet: duplicate names count once",
 			run: func(t *testing.T, e *badEnv) []callResult {
@@ -159,6 +161,7 @@ func TestKeySets_badInput(t *testing.T) {
 
 // Mutex.Holders of extreme keys, each held by another session.
 func TestMutexHolders_badInput(t *testing.T) {
+	// Serial: runBadInput checks the whole process for leaked goroutines.
 	runBadInput(t, []badCase{
 		{name: "extreme keys",
 			run: func(t *testing.T, e *badEnv) []callResult {

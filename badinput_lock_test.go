@@ -16,6 +16,7 @@ import (
 
 // WithLock with bad arguments, and with a hostile function.
 func TestWithLock_badInput(t *testing.T) {
+	// Serial: runBadInput checks the whole process for leaked goroutines.
 	cases := []badCase{
 		{name: "nil fn", want: []error{advisorylock.ErrInvalidArgument}, msg: "nil function", noIO: true,
 			run: func(t *testing.T, e *badEnv) []callResult {
@@ -121,6 +122,7 @@ func TestWithLock_badInput(t *testing.T) {
 // context, or nil; its transaction used after release or ended by hand; its
 // Mutex locked again.
 func TestLock_misused(t *testing.T) {
+	// Serial: runBadInput checks the whole process for leaked goroutines.
 	var cases []badCase
 	for _, scope := range scopes {
 		cases = append(cases,
@@ -313,6 +315,7 @@ func TestLock_misused(t *testing.T) {
 // A closed pool: pgxpool's closed-pool error, wrapped, from every entry
 // point.
 func TestClosedPool_badInput(t *testing.T) {
+	// Serial: runBadInput checks the whole process for leaked goroutines.
 	runBadInput(t, []badCase{
 		{name: "closed pool",
 			run: func(t *testing.T, e *badEnv) []callResult {

@@ -235,6 +235,7 @@ func negative(option string, d time.Duration) string {
 // Mutexes made with bad arguments: every entry point reports the same typed
 // error, which says what was wrong, before any round trip.
 func TestNew_badInput(t *testing.T) {
+	// Serial: runBadInput checks the whole process for leaked goroutines.
 	runBadInput(t, []badCase{
 		invalidCase("New: empty name", func(e *badEnv) *advisorylock.Mutex { return advisorylock.New(e.pool, "") }, "empty lock name"),
 		invalidCase("New: nil pool", func(e *badEnv) *advisorylock.Mutex { return advisorylock.New(nil, "x") }, "nil pool"),
@@ -302,6 +303,7 @@ const maxLockTimeout = math.MaxInt32 * time.Millisecond
 
 // Options at the edges of their range, which are valid.
 func TestOptions_badInput(t *testing.T) {
+	// Serial: runBadInput checks the whole process for leaked goroutines.
 	runBadInput(t, []badCase{
 		{name: "nil Option and nil hooks are ignored",
 			run: func(t *testing.T, e *badEnv) []callResult {
@@ -392,6 +394,7 @@ func TestOptions_badInput(t *testing.T) {
 // Contexts that are already done, or end during the wait: typed errors, and
 // before any round trip for those already done.
 func TestContext_badInput(t *testing.T) {
+	// Serial: runBadInput checks the whole process for leaked goroutines.
 	single := func(e *badEnv) *advisorylock.Mutex { return advisorylock.New(e.pool, "x") }
 	runBadInput(t, []badCase{
 		ctxCase("cancelled context", single, cancelledCtx, context.Canceled),

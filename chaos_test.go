@@ -110,6 +110,7 @@ func chaosPlanFromEnv(t *testing.T) chaosPlan {
 // advisory lock, and that afterwards no session holds or awaits the lock. The
 // counts are logged, in a one-line summary starting "chaos:".
 func TestChaos(t *testing.T) {
+	// Serial: faults timed against worker processes, which need the CPUs to themselves.
 	plan := chaosPlanFromEnv(t)
 	srv := pgtest.Require(t)
 	dsn := pgtest.Database(t)

@@ -37,6 +37,7 @@ func lockSessions(ctx context.Context, monitor *pgxpool.Pool, app string) (int, 
 // connection on it: the others queue in the process. The pool's other three
 // connections stay free for the application's queries throughout.
 func TestCoalesce_poolNotPinned(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	const app = "contenders"
 	pool := pgtest.NewPool(t, dsn, appName(app)) // 4 connections
@@ -184,6 +185,7 @@ func median(d []time.Duration) time.Duration {
 // A wait that queues in the process is bounded like one in the server, and
 // gives up without taking a connection from the pool.
 func TestCoalesce_boundInProcess(t *testing.T) {
+	t.Parallel()
 	pool := pgtest.NewPool(t, pgtest.Database(t))
 	holder, err := advisorylock.New(pool, "q").Lock(t.Context())
 	if err != nil {
@@ -250,6 +252,7 @@ func TestCoalesce_boundInProcess(t *testing.T) {
 
 // Goroutines queued in the process take the lock in the order they asked.
 func TestCoalesce_fifo(t *testing.T) {
+	// Serial: awaitQueued counts the whole process's goroutines queued for a lock.
 	pool := pgtest.NewPool(t, pgtest.Database(t))
 	m := advisorylock.New(pool, "fifo")
 	holder, err := m.Lock(t.Context())
@@ -291,6 +294,7 @@ func TestCoalesce_fifo(t *testing.T) {
 // Shared holders of one process hold the lock together; while they wait for
 // an exclusive holder elsewhere, only one of them waits in the server.
 func TestCoalesce_shared(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	pool := pgtest.NewPool(t, dsn)
 	other := pgtest.NewPool(t, dsn)

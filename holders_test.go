@@ -14,6 +14,7 @@ import (
 // Holders lists holders before waiters, with the sessions' identities, for
 // every kind of key.
 func TestHolders(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	holderPool := pgtest.NewPool(t, dsn, appName("the-holder"))
 	waiterPool := pgtest.NewPool(t, dsn, appName("the-waiter"))
@@ -73,6 +74,7 @@ func TestHolders(t *testing.T) {
 
 // A set's Holders covers each of its keys.
 func TestMutexHolders_set(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	pool := pgtest.NewPool(t, dsn)
 	m := advisorylock.NewSet(pool, []string{"a", "b", "c"})
@@ -109,6 +111,7 @@ func TestMutexHolders_set(t *testing.T) {
 // A session-scoped holder's Since is when the lock was granted, also after
 // keepalive probes have run on its session.
 func TestHolders_sinceGranted(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	pool := pgtest.NewPool(t, dsn, appName("prober"))
 	admin := pgtest.NewPool(t, dsn)

@@ -200,6 +200,7 @@ func assertBalanced(t *testing.T, log *hookLog) {
 // Each way an acquisition can end is reported once, with its outcome, its
 // error and its wait; only an acquired lock is reported to HoldStart.
 func TestHooks_outcomes(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	pool := pgtest.NewPool(t, dsn)
 	// The holder is on a pool of its own, as in another process: waiters
@@ -331,6 +332,7 @@ func TestHooks_outcomes(t *testing.T) {
 // A Mutex whose input is bad fails before any hook is called: no Start goes
 // without its End.
 func TestHooks_badInputCallsNoHook(t *testing.T) {
+	t.Parallel()
 	rec := newHookRecorder("r")
 	pool := pgtest.NewPool(t, pgtest.Database(t))
 	for _, m := range []*advisorylock.Mutex{
@@ -350,6 +352,7 @@ func TestHooks_badInputCallsNoHook(t *testing.T) {
 // Every acquisition reports AcquireEnd once per AcquireStart, and every hold
 // HoldEnd once per HoldStart, with concurrent holders, waiters and timeouts.
 func TestHooks_balancedUnderContention(t *testing.T) {
+	t.Parallel()
 	pool := pgtest.NewPool(t, pgtest.Database(t))
 	rec := newHookRecorder("r")
 	m := advisorylock.New(pool, "contended", advisorylock.WithHooks(rec), advisorylock.WithTimeout(30*time.Millisecond))
@@ -388,6 +391,7 @@ func TestHooks_balancedUnderContention(t *testing.T) {
 // HoldStart and HoldEnd pair up around the hold, however it ends, and Held
 // covers the time the caller held the lock.
 func TestHooks_hold(t *testing.T) {
+	t.Parallel()
 	pool := pgtest.NewPool(t, pgtest.Database(t))
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
 		for _, release := range []string{"Unlock", "Rollback", "WithLock", "WithLock error"} {
@@ -484,6 +488,7 @@ func terminateAndWait(t *testing.T, pool *pgxpool.Pool, pid int32) {
 // then HoldEnd, whoever notices: the watcher, the release, or a statement in
 // the lock's transaction.
 func TestHooks_lost(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		scope  advisorylock.Option
@@ -582,6 +587,7 @@ func (h slowHoldStart) HoldStart(ctx context.Context, l *advisorylock.Lock, data
 // returned, with the context it returned: the watcher starts once the hooks
 // have seen the lock.
 func TestHooks_lostDuringHoldStart(t *testing.T) {
+	t.Parallel()
 	pool := pgtest.NewPool(t, pgtest.Database(t))
 	warm(t, pool, 2)
 	rec := slowHoldStart{hookRecorder: newHookRecorder("r")}
@@ -628,6 +634,7 @@ func TestHooks_lostDuringHoldStart(t *testing.T) {
 // each hook only for the interfaces it implements. Nested MultiHooks and
 // several WithHooks are flattened in order; nil hooks are ignored.
 func TestMultiHook(t *testing.T) {
+	t.Parallel()
 	pool := pgtest.NewPool(t, pgtest.Database(t))
 	log := newHookLog()
 	a, b, c, d := newHookRecorder("a"), newHookRecorder("b"), newHookRecorder("c"), newHookRecorder("d")
@@ -683,6 +690,7 @@ func TestMultiHook(t *testing.T) {
 // MultiHook of no hooks, or of only nil hooks, is no hook: the Mutex takes
 // the hook-free path and works.
 func TestMultiHook_empty(t *testing.T) {
+	t.Parallel()
 	pool := pgtest.NewPool(t, pgtest.Database(t))
 	m := advisorylock.New(pool, "empty", advisorylock.WithHooks(advisorylock.MultiHook(), advisorylock.MultiHook(nil), nil))
 	if _, err := advisorylock.WithLock(t.Context(), m, func(context.Context) (int, error) { return 0, nil }); err != nil {
@@ -694,6 +702,7 @@ func TestMultiHook_empty(t *testing.T) {
 // the lock held nor a connection acquired: the panic goes on to the caller,
 // and the lock is free again at once.
 func TestHooks_panic(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	pool, otherPool := pgtest.NewPool(t, dsn), pgtest.NewPool(t, dsn)
 	for _, op := range []string{"AcquireStart", "AcquireEnd", "HoldStart", "HoldEnd"} {
@@ -753,6 +762,7 @@ func TestHooks_panic(t *testing.T) {
 // The context HoldStart returns is the parent of the one WithLock hands its
 // function; the acquisition's context is not.
 func TestHooks_holdContextIsFnParent(t *testing.T) {
+	t.Parallel()
 	pool := pgtest.NewPool(t, pgtest.Database(t))
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
 		rec := newHookRecorder("r")

@@ -19,6 +19,7 @@ import (
 )
 
 func TestLock_excludesAndReleases(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	pool := pgtest.NewPool(t, dsn)
 	ctx := t.Context()
@@ -68,6 +69,7 @@ func TestLock_excludesAndReleases(t *testing.T) {
 }
 
 func TestUnlock_twice(t *testing.T) {
+	t.Parallel()
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
 		m := advisorylock.New(pgtest.NewPool(t, pgtest.Database(t)), "twice", scope)
 		t.Run(m.Scope().String(), func(t *testing.T) {
@@ -100,6 +102,7 @@ func TestUnlock_twice(t *testing.T) {
 }
 
 func TestUnlock_concurrent(t *testing.T) {
+	t.Parallel()
 	m := advisorylock.New(pgtest.NewPool(t, pgtest.Database(t)), "concurrent-unlock")
 	l, err := m.Lock(t.Context())
 	if err != nil {
@@ -128,6 +131,7 @@ func TestUnlock_concurrent(t *testing.T) {
 
 // A session lock pins one connection while held and gives it back after.
 func TestLock_pinsOneConnection(t *testing.T) {
+	t.Parallel()
 	pool := pgtest.NewPool(t, pgtest.Database(t))
 	m := advisorylock.New(pool, "pin")
 	l, err := m.Lock(t.Context())
@@ -147,6 +151,7 @@ func TestLock_pinsOneConnection(t *testing.T) {
 }
 
 func TestLock_waitsInServer(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	pool := pgtest.NewPool(t, dsn)
 	m := advisorylock.New(pool, "wait")
@@ -186,6 +191,7 @@ func TestLock_waitsInServer(t *testing.T) {
 }
 
 func TestLock_timeout(t *testing.T) {
+	t.Parallel()
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
 		dsn := pgtest.Database(t)
 		pool := pgtest.NewPool(t, dsn)
@@ -254,6 +260,7 @@ func TestLock_timeout(t *testing.T) {
 // 100 timed-out acquisitions reuse the pool's connections: none is closed
 // and none opened.
 func TestLock_timeoutKeepsConnections(t *testing.T) {
+	t.Parallel()
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
 		dsn := pgtest.Database(t)
 		pool := pgtest.NewPool(t, dsn)
@@ -283,6 +290,7 @@ func TestLock_timeoutKeepsConnections(t *testing.T) {
 }
 
 func TestLock_cancel(t *testing.T) {
+	t.Parallel()
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
 		dsn := pgtest.Database(t)
 		pool := pgtest.NewPool(t, dsn)
@@ -320,6 +328,7 @@ func TestLock_cancel(t *testing.T) {
 // The lock_timeout that bounds a wait is never seen afterwards: not on the
 // pooled connection, not by the statements run in a transaction-scoped lock.
 func TestLock_timeoutSettingDoesNotLeak(t *testing.T) {
+	t.Parallel()
 	pool := pgtest.NewPool(t, pgtest.Database(t), func(c *pgxpool.Config) {
 		c.MaxConns = 1
 		c.ConnConfig.RuntimeParams["lock_timeout"] = "7s"
@@ -364,6 +373,7 @@ func TestLock_timeoutSettingDoesNotLeak(t *testing.T) {
 // Acquisition and release cost one round trip each, with or without a
 // timeout, in both scopes.
 func TestLock_roundTrips(t *testing.T) {
+	t.Parallel()
 	var w writeCounter
 	pool := pgtest.NewPool(t, pgtest.Database(t), w.configure)
 	ctx := t.Context()
@@ -410,6 +420,7 @@ func TestLock_roundTrips(t *testing.T) {
 // The conflict matrix: shared excludes only exclusive, in and across both
 // scopes.
 func TestLock_conflictMatrix(t *testing.T) {
+	t.Parallel()
 	pool := pgtest.NewPool(t, pgtest.Database(t))
 	type variant struct {
 		mode  advisorylock.Option
@@ -456,6 +467,7 @@ func TestLock_conflictMatrix(t *testing.T) {
 // taking it, and succeeds once it is released; shared holders on the two
 // pools hold the lock together.
 func TestTryLock_excludesAcrossPools(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	holderPool, otherPool := pgtest.NewPool(t, dsn), pgtest.NewPool(t, dsn)
 	for _, held := range []advisorylock.Option{nil, advisorylock.Shared()} {
@@ -521,6 +533,7 @@ func TestTryLock_excludesAcrossPools(t *testing.T) {
 
 // Explicit keys use the bigint and int4-pair spaces, which never conflict.
 func TestNewWithKey(t *testing.T) {
+	t.Parallel()
 	pool := pgtest.NewPool(t, pgtest.Database(t))
 	ctx := t.Context()
 	big := advisorylock.NewWithKey(pool, advisorylock.Int64Key(7))
@@ -557,6 +570,7 @@ func TestNewWithKey(t *testing.T) {
 // reports a timeout. The library must release such grants before the
 // connection goes back to the pool.
 func TestLock_cancelRace(t *testing.T) {
+	// Serial: the race is a matter of timing (a release around a 2ms timeout).
 	dsn := pgtest.Database(t)
 	pool := pgtest.NewPool(t, dsn, func(c *pgxpool.Config) { c.MaxConns = 2 })
 	holderPool := pgtest.NewPool(t, dsn, func(c *pgxpool.Config) { c.MaxConns = 1 })
@@ -616,6 +630,7 @@ func TestLock_cancelRace(t *testing.T) {
 }
 
 func TestWithLock_returnsValue(t *testing.T) {
+	t.Parallel()
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
 		m := advisorylock.New(pgtest.NewPool(t, pgtest.Database(t)), "value", scope)
 		t.Run(m.Scope().String(), func(t *testing.T) {
@@ -637,6 +652,7 @@ func TestWithLock_returnsValue(t *testing.T) {
 }
 
 func TestWithLock_fnErrorReleases(t *testing.T) {
+	t.Parallel()
 	m := advisorylock.New(pgtest.NewPool(t, pgtest.Database(t)), "fn-error")
 	boom := errors.New("boom")
 	got, err := advisorylock.WithLock(t.Context(), m, func(ctx context.Context) (string, error) {
@@ -653,6 +669,7 @@ func TestWithLock_fnErrorReleases(t *testing.T) {
 }
 
 func TestWithLock_panicReleases(t *testing.T) {
+	t.Parallel()
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
 		m := advisorylock.New(pgtest.NewPool(t, pgtest.Database(t)), "panic", scope)
 		t.Run(m.Scope().String(), func(t *testing.T) {
@@ -676,6 +693,7 @@ func TestWithLock_panicReleases(t *testing.T) {
 }
 
 func TestWithLock_goexitReleases(t *testing.T) {
+	t.Parallel()
 	m := advisorylock.New(pgtest.NewPool(t, pgtest.Database(t)), "goexit")
 	done := make(chan struct{})
 	go func() {
@@ -696,6 +714,7 @@ func TestWithLock_goexitReleases(t *testing.T) {
 // fn's writes through the lock's transaction commit with it on success and
 // roll back with it on error or panic.
 func TestWithLock_transactionWrites(t *testing.T) {
+	t.Parallel()
 	pool := pgtest.NewPool(t, pgtest.Database(t))
 	ctx := t.Context()
 	if _, err := pool.Exec(ctx, "create table runs (name text primary key)"); err != nil {
@@ -745,6 +764,7 @@ func TestWithLock_transactionWrites(t *testing.T) {
 // The transaction handed to fn cannot be ended by fn, and cannot be used once
 // the lock is released.
 func TestLock_txManaged(t *testing.T) {
+	t.Parallel()
 	pool := pgtest.NewPool(t, pgtest.Database(t))
 	ctx := t.Context()
 	l, err := advisorylock.New(pool, "managed", advisorylock.TransactionScope()).Lock(ctx)
@@ -775,6 +795,7 @@ func TestLock_txManaged(t *testing.T) {
 // A failed commit (the transaction had an error) still releases the lock and
 // says so.
 func TestUnlock_commitRolledBack(t *testing.T) {
+	t.Parallel()
 	pool := pgtest.NewPool(t, pgtest.Database(t))
 	ctx := t.Context()
 	m := advisorylock.New(pool, "rolled-back", advisorylock.TransactionScope())

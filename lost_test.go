@@ -27,6 +27,7 @@ func awaitDone(t *testing.T, l *advisorylock.Lock, start time.Time, bound time.D
 // Unlock report ErrLockLost, the connection is not returned to the pool, and
 // another contender gets the lock.
 func TestLost_terminatedBackend(t *testing.T) {
+	t.Parallel()
 	pool := pgtest.NewPool(t, pgtest.Database(t))
 	ctx := t.Context()
 	m := advisorylock.New(pool, "terminated")
@@ -64,6 +65,7 @@ func TestLost_terminatedBackend(t *testing.T) {
 // WithLock's function learns of the loss through its context's cause, and
 // WithLock reports it next to the function's own result.
 func TestLost_withLockContext(t *testing.T) {
+	t.Parallel()
 	pool := pgtest.NewPool(t, pgtest.Database(t))
 	m := advisorylock.New(pool, "fn-lost")
 	var took time.Duration
@@ -93,6 +95,7 @@ func TestLost_withLockContext(t *testing.T) {
 // A release that the server never answers is cut short at WithLock's release
 // bound: fn's value comes back with ErrLockLost, and the connection is gone.
 func TestWithLock_releaseBound(t *testing.T) {
+	t.Parallel()
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
 		proxy, pool := pgtest.Require(t).ProxiedPool(t, pgtest.Database(t))
 		const bound = 300 * time.Millisecond
@@ -128,6 +131,7 @@ func TestWithLock_releaseBound(t *testing.T) {
 // A network that goes silent (the server neither answers nor closes) is
 // noticed by the keepalive probe within two intervals.
 func TestLost_silentNetwork(t *testing.T) {
+	t.Parallel()
 	proxy, pool := pgtest.Require(t).ProxiedPool(t, pgtest.Database(t))
 	const interval = 250 * time.Millisecond
 	m := advisorylock.New(pool, "silent", advisorylock.WithKeepalive(interval))
@@ -154,6 +158,7 @@ func TestLost_silentNetwork(t *testing.T) {
 // The keepalive probe costs at most one small query per interval, and none
 // while the lock is released quickly.
 func TestLost_probeCost(t *testing.T) {
+	t.Parallel()
 	var w writeCounter
 	pool := pgtest.NewPool(t, pgtest.Database(t), w.configure)
 	const interval = 100 * time.Millisecond
@@ -178,6 +183,7 @@ func TestLost_probeCost(t *testing.T) {
 // A server restart ends every session: every holder is told, and the lock can
 // be taken again once the server is back.
 func TestLost_serverRestart(t *testing.T) {
+	// Serial: restarting the server ends every session, the other tests' too.
 	srv := pgtest.Require(t)
 	pool := pgtest.NewPool(t, pgtest.Database(t))
 	ctx := t.Context()
@@ -213,6 +219,7 @@ func TestLost_serverRestart(t *testing.T) {
 // statement fails, fn's context is cancelled with ErrLockLost, and WithLock
 // reports the loss.
 func TestLost_transactionScope(t *testing.T) {
+	t.Parallel()
 	pool := pgtest.NewPool(t, pgtest.Database(t))
 	m := advisorylock.New(pool, "tx-lost", advisorylock.TransactionScope())
 	_, err := advisorylock.WithLock(t.Context(), m, func(ctx context.Context) (int, error) {
@@ -244,6 +251,7 @@ func TestLost_transactionScope(t *testing.T) {
 // A hot standby's advisory locks exclude nobody on the primary: locking there
 // is refused, and the check costs no round trip.
 func TestLock_refusesHotStandby(t *testing.T) {
+	t.Parallel()
 	srv := pgtest.Require(t)
 	standby, err := srv.StartStandby(t.Context())
 	if err != nil {

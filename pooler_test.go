@@ -141,6 +141,7 @@ func poolerReleaseStranded(t *testing.T, b *pgtest.PgBouncer, direct *pgxpool.Po
 // locks taken directly: TryLock finds them held, Lock waits in the server and
 // gets the lock when its holder commits.
 func TestPooler_transactionScopeExcludes(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	b := poolerStart(t, dsn, pgtest.PgBouncerConfig{PoolSize: 3})
 	direct := pgtest.NewPool(t, dsn)
@@ -206,6 +207,7 @@ func TestPooler_transactionScopeExcludes(t *testing.T) {
 // server's lock_timeout, and with a cancel request, which PgBouncer delivers
 // to the right server session: the connection survives both.
 func TestPooler_transactionScopeTimeoutAndCancel(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	b := poolerStart(t, dsn, pgtest.PgBouncerConfig{PoolSize: 2})
 	direct := pgtest.NewPool(t, dsn)
@@ -257,6 +259,7 @@ func TestPooler_transactionScopeTimeoutAndCancel(t *testing.T) {
 // transaction-scoped lock with a read and a separate write: any two
 // increments overlapping would lose one.
 func TestPooler_transactionScopeCounter(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	b := poolerStart(t, dsn, pgtest.PgBouncerConfig{PoolSize: 2})
 	direct := pgtest.NewPool(t, dsn)
@@ -338,6 +341,7 @@ func TestPooler_transactionScopeCounter(t *testing.T) {
 // ErrPooler, whose message names the fixes; nothing is locked, and the
 // connection goes back to the pool unharmed.
 func TestPooler_sessionScopeRefused(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	b := poolerStart(t, dsn, pgtest.PgBouncerConfig{PoolSize: 2})
 	direct := pgtest.NewPool(t, dsn)
@@ -426,6 +430,7 @@ func TestPooler_sessionScopeRefused(t *testing.T) {
 // mode; statement mode refuses them with PgBouncer's own error. Nothing is
 // left locked.
 func TestPooler_guardInEveryPoolMode(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{pgtest.PoolTransaction, pgtest.PoolSession, pgtest.PoolStatement} {
 		t.Run(mode, func(t *testing.T) {
 			dsn := pgtest.Database(t)
@@ -464,6 +469,7 @@ func TestPooler_guardInEveryPoolMode(t *testing.T) {
 // PgBouncer's DISCARD ALL releases what it held, though the server session
 // lives on.
 func TestPooler_sessionModeAllowPooler(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	b := poolerStart(t, dsn, pgtest.PgBouncerConfig{PoolMode: pgtest.PoolSession, PoolSize: 3})
 	direct := pgtest.NewPool(t, dsn)
@@ -521,6 +527,7 @@ func TestPooler_sessionModeAllowPooler(t *testing.T) {
 // both get the same exclusive lock, since both lock calls run in that one
 // session and session locks stack.
 func TestPooler_allowPoolerSharesLock(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	b := poolerStart(t, dsn, pgtest.PgBouncerConfig{PoolSize: 1})
 	direct := pgtest.NewPool(t, dsn)
@@ -564,6 +571,7 @@ func TestPooler_allowPoolerSharesLock(t *testing.T) {
 // session no client owns; the next client on that session holds it without
 // asking.
 func TestPooler_allowPoolerStrandsLock(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	b := poolerStart(t, dsn, pgtest.PgBouncerConfig{PoolSize: 2})
 	direct := pgtest.NewPool(t, dsn)

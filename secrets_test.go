@@ -202,6 +202,7 @@ func exerciseElection(t *testing.T, g *textLog, pool *pgxpool.Pool, ok bool) {
 // whose role gets a wrong password, and one where the superuser does; the
 // connection strings as URLs and in keyword/value form.
 func TestSecrets_library(t *testing.T) {
+	t.Parallel()
 	srv := pgtest.Require(t)
 	dsn := pgtest.Database(t)
 	role, password := srv.SecretRole(t)
@@ -239,6 +240,7 @@ func TestSecrets_library(t *testing.T) {
 // A lock lost while held (its session ended) reports the loss to hooks, to
 // Err and to Unlock; none of it shows the password.
 func TestSecrets_lostLock(t *testing.T) {
+	t.Parallel()
 	srv := pgtest.Require(t)
 	dsn := pgtest.Database(t)
 	role, password := srv.SecretRole(t)
@@ -284,6 +286,7 @@ func TestSecrets_lostLock(t *testing.T) {
 // left out here. withlock never prints pgx's quote of the string
 // (describeParseError).
 func TestSecrets_pgxParseConfigErrors(t *testing.T) {
+	t.Parallel()
 	const pw = "s3cr3t-Pa55-parse"
 	for _, tt := range []struct{ name, conn string }{
 		{"URL, bad port", "postgres://u:" + pw + "@127.0.0.1:notaport/db"},

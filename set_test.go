@@ -37,6 +37,7 @@ func names(n int) []string {
 // A job that needs 20 locks takes them on one connection, in one round trip,
 // and gives them all back together.
 func TestSet_oneConnection(t *testing.T) {
+	t.Parallel()
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
 		dsn := pgtest.Database(t)
 		pool := pgtest.NewPool(t, dsn)
@@ -70,6 +71,7 @@ func TestSet_oneConnection(t *testing.T) {
 // Each key of a set excludes single-key holders of that key, and the set is
 // taken whole or not at all.
 func TestSet_excludes(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	pool := pgtest.NewPool(t, dsn)
 	other := pgtest.NewPool(t, dsn)
@@ -118,6 +120,7 @@ func TestSet_excludes(t *testing.T) {
 // Two callers locking overlapping sets, named in opposite orders, never
 // deadlock: every set is taken in the same order.
 func TestSet_noDeadlock(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	sets := [][]string{
 		{"a", "b", "c", "d"},
@@ -164,6 +167,7 @@ func TestSet_noDeadlock(t *testing.T) {
 
 // The timeout bounds the wait for the whole set, not each key's.
 func TestSet_timeoutCoversSet(t *testing.T) {
+	// Serial: the wait must end within 150ms of its bound.
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
 		dsn := pgtest.Database(t)
 		pool := pgtest.NewPool(t, dsn)
@@ -215,6 +219,7 @@ func TestSet_timeoutCoversSet(t *testing.T) {
 // Shared sets hold together and keep exclusive holders of any of their keys
 // out.
 func TestSet_shared(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	pool := pgtest.NewPool(t, dsn)
 	other := pgtest.NewPool(t, dsn)
@@ -240,6 +245,7 @@ func TestSet_shared(t *testing.T) {
 // Duplicates collapse, and the locking order does not depend on the order
 // the caller named the keys in.
 func TestNewSet_order(t *testing.T) {
+	t.Parallel()
 	pool := pgtest.NewPool(t, pgtest.Database(t))
 	a := advisorylock.NewSet(pool, []string{"a", "b", "c", "b"})
 	b := advisorylock.NewSet(pool, []string{"c", "a", "b"})
