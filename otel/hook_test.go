@@ -93,6 +93,7 @@ func anyContains(ss []string, sub string) bool {
 // span; the lock's statements show under the acquire span, the function's and
 // the release under the hold span, which links to the acquire span.
 func TestHook_withLock(t *testing.T) {
+	// Serial: a span's duration and its wait attribute must agree within 5ms.
 	tests := []struct {
 		scope   advisorylock.Option
 		lockSQL string // in the statement that takes the lock
@@ -184,6 +185,7 @@ func TestHook_withLock(t *testing.T) {
 // Each failed acquisition ends its span with its outcome; only a busy TryLock
 // is not an error.
 func TestHook_acquireOutcomes(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	pool := pgtest.NewPool(t, dsn)
 	// The holder is on a pool of its own, as in another process.
@@ -280,6 +282,7 @@ func TestHook_acquireOutcomes(t *testing.T) {
 // A held lock whose session the server ends has its hold span ended as an
 // error, with a lost event and the time it was held.
 func TestHook_lost(t *testing.T) {
+	t.Parallel()
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
 		tp, log := newTracing(t)
 		pool := pgtest.NewPool(t, pgtest.Database(t))
@@ -330,6 +333,7 @@ func TestHook_lost(t *testing.T) {
 // Without a span in the caller's context, the acquire and hold spans each
 // start a trace, and the hold span links to the acquire span.
 func TestHook_noParent(t *testing.T) {
+	t.Parallel()
 	tp, log := newTracing(t)
 	pool := pgtest.NewPool(t, pgtest.Database(t))
 	m := advisorylock.New(pool, "root", advisorylock.WithHooks(advisorylockotel.NewHook(advisorylockotel.WithTracerProvider(tp))))
@@ -350,6 +354,7 @@ func TestHook_noParent(t *testing.T) {
 // Two Hooks combined with MultiHook each keep their own spans, and end each
 // once.
 func TestHook_multi(t *testing.T) {
+	t.Parallel()
 	pool := pgtest.NewPool(t, pgtest.Database(t))
 	tp1, log1 := newTracing(t)
 	tp2, log2 := newTracing(t)
@@ -373,6 +378,7 @@ func TestHook_multi(t *testing.T) {
 
 // A nil or zero Hook records nothing and does not get in the way.
 func TestHook_nilAndZero(t *testing.T) {
+	t.Parallel()
 	pool := pgtest.NewPool(t, pgtest.Database(t))
 	m := advisorylock.New(pool, "zero", advisorylock.WithHooks((*advisorylockotel.Hook)(nil), &advisorylockotel.Hook{}))
 	if _, err := advisorylock.WithLock(t.Context(), m, func(context.Context) (int, error) { return 0, nil }); err != nil {
@@ -383,6 +389,7 @@ func TestHook_nilAndZero(t *testing.T) {
 // Without WithTracerProvider and WithMeterProvider, or with nil, the global
 // providers are used.
 func TestNewHook_globalProviders(t *testing.T) {
+	// Serial: it sets OpenTelemetry's global providers.
 	prevTP, prevMP := otel.GetTracerProvider(), otel.GetMeterProvider()
 	t.Cleanup(func() {
 		otel.SetTracerProvider(prevTP)
@@ -413,6 +420,7 @@ func TestNewHook_globalProviders(t *testing.T) {
 // With the no-op providers, the Hook does nothing: the contexts it is given
 // are the ones it returns.
 func TestHook_noopProviders(t *testing.T) {
+	t.Parallel()
 	hook := advisorylockotel.NewHook(advisorylockotel.WithTracerProvider(tracenoop.NewTracerProvider()), advisorylockotel.WithMeterProvider(metricnoop.NewMeterProvider()))
 	pool := pgtest.NewPool(t, pgtest.Database(t))
 	m := advisorylock.New(pool, "noop", advisorylock.WithHooks(hook))
@@ -433,6 +441,7 @@ func TestHook_noopProviders(t *testing.T) {
 
 // Spans a sampler drops are not recorded, and the metrics still are.
 func TestHook_unsampled(t *testing.T) {
+	t.Parallel()
 	log := &spanLog{SpanRecorder: tracetest.NewSpanRecorder(), changed: make(chan struct{})}
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(log), sdktrace.WithSampler(sdktrace.NeverSample()))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })

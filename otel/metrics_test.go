@@ -74,6 +74,7 @@ func awaitSum(t *testing.T, reader *metric.ManualReader, name string, value int6
 // The instruments count acquisitions by outcome, measure waits and holds, and
 // follow the locks held and lost, with low-cardinality attributes.
 func TestHook_metrics(t *testing.T) {
+	t.Parallel()
 	mp, reader := newMetering(t)
 	dsn := pgtest.Database(t)
 	pool, other := pgtest.NewPool(t, dsn), pgtest.NewPool(t, dsn)
@@ -176,6 +177,7 @@ func TestHook_metrics(t *testing.T) {
 // The bucket boundaries run from under a millisecond to minutes and more, in
 // increasing order, and DurationBuckets hands out a copy.
 func TestDurationBuckets(t *testing.T) {
+	t.Parallel()
 	b := advisorylockotel.DurationBuckets()
 	if !slices.IsSorted(b) || b[0] > 0.0005 || b[len(b)-1] < 600 {
 		t.Errorf("DurationBuckets() = %v; want increasing, from under 0.5ms to at least 10 minutes", b)

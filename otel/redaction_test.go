@@ -20,6 +20,7 @@ import (
 )
 
 func TestHashLockName(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ name, want string }{
 		// printf %s NAME | sha256sum | cut -c1-16
 		{"test-lock", "a54393f96b8dd28e"},
@@ -36,6 +37,7 @@ func TestHashLockName(t *testing.T) {
 }
 
 func TestLockNamePolicy_String(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		p    advisorylockotel.LockNamePolicy
 		want string
@@ -98,6 +100,7 @@ func metricTexts(ms map[string]metricdata.Metrics) []string {
 // WithLockName and WithMetricLockName say; by default, spans carry its hash
 // and metrics nothing of it.
 func TestHook_lockNamePolicy(t *testing.T) {
+	t.Parallel()
 	const name = "customer-4711"
 	key := advisorylock.KeyFromName(name)
 	hash := advisorylockotel.HashLockName(name)
@@ -211,6 +214,7 @@ func TestHook_lockNamePolicy(t *testing.T) {
 // connect with a wrong password. The harness's server requires a password,
 // so the DSN has one.
 func TestHook_noConnectionString(t *testing.T) {
+	t.Parallel()
 	srv := pgtest.Require(t)
 	password := srv.Password()
 	if password == "" {

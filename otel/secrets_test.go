@@ -95,6 +95,7 @@ func telemetryTexts(t *testing.T, spans []sdktrace.ReadOnlySpan, rm metricdata.R
 // whose own user does. The hooks record names in full and in metrics, and by
 // default, so that everything that can be recorded is.
 func TestSecrets_telemetry(t *testing.T) {
+	t.Parallel()
 	srv := pgtest.Require(t)
 	dsn := pgtest.Database(t)
 	role, password := srv.SecretRole(t)
@@ -224,6 +225,7 @@ func TestSecrets_telemetry(t *testing.T) {
 // This checks that text itself for the URL forms pgx accepts, with the
 // password in the userinfo, percent-encoded, and in the query string.
 func TestSecrets_connectErrorForms(t *testing.T) {
+	t.Parallel()
 	dsn := pgtest.Database(t)
 	role, password := pgtest.Require(t).SecretRole(t)
 	port := pgtest.ClosedPort(t)
