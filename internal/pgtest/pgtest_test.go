@@ -112,6 +112,7 @@ func eventually(ctx context.Context, cond func() bool) bool {
 }
 
 func TestServer_answers(t *testing.T) {
+	t.Parallel()
 	srv := Require(t)
 	ctx := testContext(t)
 	conn := connect(t, ctx, parseConfig(t, srv.DSN()))
@@ -130,6 +131,7 @@ func TestServer_answers(t *testing.T) {
 }
 
 func TestServer_password(t *testing.T) {
+	t.Parallel()
 	srv := Require(t)
 	if srv.Kind() == kindEnv {
 		Unavailable(t, "the password of an external server is not the harness's")
@@ -166,6 +168,7 @@ func TestServer_password(t *testing.T) {
 // TestStart_second starts a second server: it must have its own password,
 // and its Stop must leave nothing behind.
 func TestStart_second(t *testing.T) {
+	t.Parallel()
 	srv := Require(t)
 	if srv.Kind() == kindEnv {
 		Unavailable(t, "Start would return the same external server")
@@ -215,6 +218,7 @@ func TestStart_second(t *testing.T) {
 }
 
 func TestStart_unavailable(t *testing.T) {
+	// Serial: t.Setenv.
 	t.Setenv(envDSN, "")
 	t.Setenv(envPGBin, t.TempDir())
 	t.Setenv("DOCKER_HOST", "unix://"+filepath.Join(t.TempDir(), "docker.sock"))
@@ -239,6 +243,7 @@ func TestStart_unavailable(t *testing.T) {
 }
 
 func TestStart_envUnusable(t *testing.T) {
+	// Serial: t.Setenv.
 	port, err := freePort() // nobody listens there
 	if err != nil {
 		t.Fatal(err)
@@ -258,6 +263,7 @@ func TestStart_envUnusable(t *testing.T) {
 }
 
 func TestRequired(t *testing.T) {
+	// Serial: its cases call t.Setenv.
 	tests := []struct {
 		name, ci, require string
 		want              bool
@@ -281,6 +287,7 @@ func TestRequired(t *testing.T) {
 }
 
 func TestRedactError(t *testing.T) {
+	t.Parallel()
 	base := errors.New("auth failed for pw123 at pw123")
 	err := redactError(base, "pw123")
 	if got, want := err.Error(), "auth failed for [REDACTED] at [REDACTED]"; got != want {
@@ -295,6 +302,7 @@ func TestRedactError(t *testing.T) {
 }
 
 func TestWithDatabase(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ name, dsn, want string }{
 		{"url", "postgres://u:p@127.0.0.1:5432/postgres?sslmode=disable", "postgres://u:p@127.0.0.1:5432/db1?sslmode=disable"},
 		{"url without path", "postgresql://u@h", "postgresql://u@h/db1"},
@@ -315,6 +323,7 @@ func TestWithDatabase(t *testing.T) {
 }
 
 func TestCompareVersions(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		a, b string
 		want int // sign
@@ -334,6 +343,7 @@ func TestCompareVersions(t *testing.T) {
 }
 
 func TestCreateDatabase_isolation(t *testing.T) {
+	t.Parallel()
 	srv := Require(t)
 	ctx := testContext(t)
 	dsnA, dsnB := srv.CreateDatabase(t), srv.CreateDatabase(t)
@@ -365,6 +375,7 @@ func TestCreateDatabase_isolation(t *testing.T) {
 }
 
 func TestCreateDatabase_dropped(t *testing.T) {
+	t.Parallel()
 	srv := Require(t)
 	ctx := testContext(t)
 	var name string
@@ -389,6 +400,7 @@ func TestCreateDatabase_dropped(t *testing.T) {
 }
 
 func TestServer_Restart(t *testing.T) {
+	// Serial: restarting the server ends every session, the other tests' too.
 	srv := Require(t)
 	ctx := testContext(t)
 	if srv.Kind() == kindEnv {
@@ -418,6 +430,7 @@ func TestServer_Restart(t *testing.T) {
 }
 
 func TestServer_StartStandby(t *testing.T) {
+	t.Parallel()
 	srv := Require(t)
 	ctx := testContext(t)
 	if srv.Kind() != kindLocal {
@@ -451,6 +464,7 @@ func TestServer_StartStandby(t *testing.T) {
 }
 
 func TestProxy_forwards(t *testing.T) {
+	t.Parallel()
 	srv := Require(t)
 	ctx := testContext(t)
 	p, cfg := startProxy(t, srv)
@@ -468,6 +482,7 @@ func TestProxy_forwards(t *testing.T) {
 }
 
 func TestProxy_Freeze(t *testing.T) {
+	t.Parallel()
 	srv := Require(t)
 	ctx := testContext(t)
 	admin := connect(t, ctx, parseConfig(t, srv.DSN()))
@@ -524,6 +539,7 @@ func TestProxy_Freeze(t *testing.T) {
 }
 
 func TestProxy_CutAll(t *testing.T) {
+	t.Parallel()
 	srv := Require(t)
 	ctx := testContext(t)
 	admin := connect(t, ctx, parseConfig(t, srv.DSN()))
@@ -551,6 +567,7 @@ func TestProxy_CutAll(t *testing.T) {
 }
 
 func TestProxy_Close(t *testing.T) {
+	// Serial: goleak looks for the proxy's goroutines in the whole process.
 	srv := Require(t)
 	ctx := testContext(t)
 	baseline := goleak.IgnoreCurrent()
@@ -587,6 +604,7 @@ func TestProxy_Close(t *testing.T) {
 }
 
 func TestSweepStaleDirs(t *testing.T) {
+	// Serial: t.Setenv.
 	t.Setenv("TMPDIR", t.TempDir())
 	dead := exec.Command("true")
 	if err := dead.Run(); err != nil {
@@ -624,6 +642,7 @@ func TestSweepStaleDirs(t *testing.T) {
 // AdvisoryLockPIDs, AwaitWaiters, AwaitHolders and TerminateHolder see the
 // advisory locks of their own database only.
 func TestAdvisoryLockPIDs(t *testing.T) {
+	t.Parallel()
 	ctx := testContext(t)
 	dsn := Database(t)
 	admin := connect(t, ctx, parseConfig(t, dsn))
@@ -668,6 +687,7 @@ func TestAdvisoryLockPIDs(t *testing.T) {
 
 // A pool from ProxiedPool goes through its proxy: frozen, it is silent.
 func TestServer_ProxiedPool(t *testing.T) {
+	t.Parallel()
 	srv := Require(t)
 	ctx := testContext(t)
 	p, pool := srv.ProxiedPool(t, Database(t))
@@ -714,6 +734,7 @@ func (r *recordTB) run(f func(testing.TB)) *recordTB {
 }
 
 func TestAssertNoSecrets(t *testing.T) {
+	t.Parallel()
 	const secret = "s3cr3t-Pa55-xyz"
 	texts := []string{"fine", "error: password " + secret + " rejected", "also fine"}
 	r := (&recordTB{TB: t}).run(func(tb testing.TB) { AssertNoSecrets(tb, texts, "", "absent", secret) })
@@ -734,6 +755,7 @@ func TestAssertNoSecrets(t *testing.T) {
 }
 
 func TestErrorChain(t *testing.T) {
+	t.Parallel()
 	a, b, c := errors.New("a"), errors.New("b"), errors.New("c")
 	err := fmt.Errorf("top: %w", errors.Join(a, fmt.Errorf("mid: %w", b), c))
 	var got []string
@@ -750,6 +772,7 @@ func TestErrorChain(t *testing.T) {
 }
 
 func TestClosedPort(t *testing.T) {
+	t.Parallel()
 	port := ClosedPort(t)
 	c, err := net.DialTimeout("tcp", net.JoinHostPort(loopback, strconv.Itoa(port)), time.Second)
 	if err == nil {
