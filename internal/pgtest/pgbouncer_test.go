@@ -410,15 +410,8 @@ func TestRequirePgBouncer(t *testing.T) {
 	saved := pgbouncerPlaces
 	pgbouncerPlaces = []string{filepath.Join(t.TempDir(), "pgbouncer")}
 	t.Cleanup(func() { pgbouncerPlaces = saved })
-	tests := []struct {
-		name, ci, require string
-		fail              bool
-	}{
-		{"local run", "", "", false},
-		{"CI", "true", "", true},
-		{"database required", "", "1", true},
-	}
-	for _, tt := range tests {
+	// A run that requires a server fails for the missing pooler; others skip.
+	for _, tt := range requiredCases {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv("CI", tt.ci)
 			t.Setenv(envRequireDB, tt.require)
@@ -427,11 +420,11 @@ func TestRequirePgBouncer(t *testing.T) {
 				t.Fatalf("RequirePgBouncer = %q; want none found", bin)
 			}
 			msg := f.skipped
-			if tt.fail {
+			if tt.want {
 				msg = f.failed
 			}
 			if msg == "" || (f.skipped != "") == (f.failed != "") {
-				t.Fatalf("skipped %q, failed %q; want only the %s", f.skipped, f.failed, map[bool]string{true: "failure", false: "skip"}[tt.fail])
+				t.Fatalf("skipped %q, failed %q; want only the %s", f.skipped, f.failed, map[bool]string{true: "failure", false: "skip"}[tt.want])
 			}
 			if !strings.Contains(msg, "apt-get install pgbouncer") {
 				t.Errorf("message %q does not say how to install pgbouncer", msg)

@@ -262,20 +262,23 @@ func TestStart_envUnusable(t *testing.T) {
 	}
 }
 
+// requiredCases are settings of CI and ADVISORYLOCK_TEST_REQUIRE_DB, and
+// whether each makes Required report true.
+var requiredCases = []struct {
+	name, ci, require string
+	want              bool
+}{
+	{"nothing set", "", "", false},
+	{"CI=true", "true", "", true},
+	{"CI=1", "1", "", true},
+	{"CI=false", "false", "", false},
+	{"require=1", "", "1", true},
+	{"require=0", "", "0", false},
+}
+
 func TestRequired(t *testing.T) {
 	// Serial: its cases call t.Setenv.
-	tests := []struct {
-		name, ci, require string
-		want              bool
-	}{
-		{"nothing set", "", "", false},
-		{"CI=true", "true", "", true},
-		{"CI=1", "1", "", true},
-		{"CI=false", "false", "", false},
-		{"require=1", "", "1", true},
-		{"require=0", "", "0", false},
-	}
-	for _, tt := range tests {
+	for _, tt := range requiredCases {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv("CI", tt.ci)
 			t.Setenv(envRequireDB, tt.require)
@@ -481,17 +484,35 @@ func TestProxy_forwards(t *testing.T) {
 	}
 }
 
+// proxied is a connection through a Proxy to the package's server, and an
+// administrator's connection of its own, for tests of the proxy's faults.
+type proxied struct {
+	ctx   context.Context
+	admin *pgx.Conn
+	p     *Proxy
+	cfg   *pgx.ConnConfig // through p
+	conn  *pgx.Conn       // through p, checked to work
+	pid   uint32          // conn's server process
+}
+
+func newProxied(t *testing.T) proxied {
+	t.Helper()
+	srv := Require(t)
+	x := proxied{ctx: testContext(t)}
+	x.admin = connect(t, x.ctx, parseConfig(t, srv.DSN()))
+	x.p, x.cfg = startProxy(t, srv)
+	x.conn = connect(t, x.ctx, x.cfg)
+	if err := selectOne(x.ctx, x.conn); err != nil {
+		t.Fatalf("SELECT 1 through the proxy: %v", err)
+	}
+	x.pid = x.conn.PgConn().PID()
+	return x
+}
+
 func TestProxy_Freeze(t *testing.T) {
 	t.Parallel()
-	srv := Require(t)
-	ctx := testContext(t)
-	admin := connect(t, ctx, parseConfig(t, srv.DSN()))
-	p, cfg := startProxy(t, srv)
-	conn := connect(t, ctx, cfg)
-	if err := selectOne(ctx, conn); err != nil {
-		t.Fatalf("SELECT 1 before Freeze: %v", err)
-	}
-	pid := conn.PgConn().PID()
+	x := newProxied(t)
+	ctx, admin, p, cfg, conn, pid := x.ctx, x.admin, x.p, x.cfg, x.conn, x.pid
 	clientAddr := conn.PgConn().Conn().LocalAddr().String()
 
 	p.Freeze()
@@ -540,15 +561,8 @@ func TestProxy_Freeze(t *testing.T) {
 
 func TestProxy_CutAll(t *testing.T) {
 	t.Parallel()
-	srv := Require(t)
-	ctx := testContext(t)
-	admin := connect(t, ctx, parseConfig(t, srv.DSN()))
-	p, cfg := startProxy(t, srv)
-	conn := connect(t, ctx, cfg)
-	if err := selectOne(ctx, conn); err != nil {
-		t.Fatalf("SELECT 1 before CutAll: %v", err)
-	}
-	pid := conn.PgConn().PID()
+	x := newProxied(t)
+	ctx, admin, p, cfg, conn, pid := x.ctx, x.admin, x.p, x.cfg, x.conn, x.pid
 
 	p.CutAll()
 	if err := selectOne(ctx, conn); err == nil {
@@ -778,5 +792,33 @@ func TestClosedPort(t *testing.T) {
 	if err == nil {
 		c.Close()
 		t.Errorf("port %d accepted a connection; want it refused", port)
+	}
+}
+
+// SecretDSNs' connection strings work, are refused or are denied, as they
+// say, and each holds a secret.
+func TestServer_SecretDSNs(t *testing.T) {
+	t.Parallel()
+	srv := Require(t)
+	ctx := testContext(t)
+	dsns, secrets := srv.SecretDSNs(t, Database(t))
+	if len(dsns) != 4 || len(secrets) != 3 || slices.Contains(secrets, "") {
+		t.Fatalf("%d connection strings, secrets %d (empty: %v); want 4 and 3 non-empty", len(dsns), len(secrets), slices.Contains(secrets, ""))
+	}
+	for _, d := range dsns {
+		if !slices.ContainsFunc(secrets[:2], func(s string) bool { return strings.Contains(d.DSN, s) }) {
+			t.Errorf("%s: the connection string holds neither secret", d.Name)
+		}
+		conn, err := pgx.Connect(ctx, d.DSN)
+		if err == nil {
+			conn.Close(ctx)
+		}
+		var pgErr *pgconn.PgError
+		switch {
+		case d.OK != (err == nil):
+			t.Errorf("%s: connect = %v; want success %v", d.Name, redactError(err, secrets[0]), d.OK)
+		case strings.HasPrefix(d.Name, "wrong password") && (!errors.As(err, &pgErr) || pgErr.Code != "28P01"):
+			t.Errorf("%s: connect = %v; want 28P01", d.Name, err)
+		}
 	}
 }

@@ -151,3 +151,28 @@ func AssertNoSecrets(t testing.TB, texts []string, secrets ...string) {
 		}
 	}
 }
+
+// A SecretDSN is a connection string that holds a password, and whether a
+// connection with it works.
+type SecretDSN struct {
+	Name string // what it is, such as "connection refused"
+	DSN  string
+	OK   bool
+}
+
+// SecretDSNs creates a SecretRole and returns URLs of dsn's database that
+// hold a password: the role's, which works; the role's on a port nothing
+// listens on (refused); a wrong one for the role, and a wrong one for dsn's
+// own user (both denied, 28P01). It returns them with the passwords no text
+// may show: the role's, the wrong one and s's own.
+func (s *Server) SecretDSNs(t testing.TB, dsn string) (dsns []SecretDSN, secrets []string) {
+	t.Helper()
+	role, password := s.SecretRole(t)
+	wrong := "s3cr3t-Pa55-" + rand.Text()
+	return []SecretDSN{
+		{"works", WithCredentials(t, dsn, role, password, 0), true},
+		{"connection refused", WithCredentials(t, dsn, role, password, ClosedPort(t)), false},
+		{"wrong password for the role", WithCredentials(t, dsn, role, wrong, 0), false},
+		{"wrong password for the test's own user", WithCredentials(t, dsn, "", wrong, 0), false},
+	}, []string{password, wrong, s.password}
+}
