@@ -295,9 +295,7 @@ func TestCoalesce_fifo(t *testing.T) {
 // an exclusive holder elsewhere, only one of them waits in the server.
 func TestCoalesce_shared(t *testing.T) {
 	t.Parallel()
-	dsn := pgtest.Database(t)
-	pool := pgtest.NewPool(t, dsn)
-	other := pgtest.NewPool(t, dsn)
+	pool, other := twoPools(t)
 	exclusive, err := advisorylock.New(other, "s").Lock(t.Context())
 	if err != nil {
 		t.Fatal(err)

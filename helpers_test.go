@@ -16,6 +16,14 @@ import (
 // DATABASE_URL.
 func TestMain(m *testing.M) { pgtest.MainWithEnv(m, "DATABASE_URL") }
 
+// twoPools returns two pools (see pgtest.NewPool) on a database of the
+// test's own (see pgtest.Database): the subject's, and another process's.
+func twoPools(t *testing.T) (pool, other *pgxpool.Pool) {
+	t.Helper()
+	dsn := pgtest.Database(t)
+	return pgtest.NewPool(t, dsn), pgtest.NewPool(t, dsn)
+}
+
 // scopes are the two lock scopes, for tests run in each.
 var scopes = []struct {
 	label string

@@ -703,8 +703,7 @@ func TestMultiHook_empty(t *testing.T) {
 // and the lock is free again at once.
 func TestHooks_panic(t *testing.T) {
 	t.Parallel()
-	dsn := pgtest.Database(t)
-	pool, otherPool := pgtest.NewPool(t, dsn), pgtest.NewPool(t, dsn)
+	pool, otherPool := twoPools(t)
 	for _, op := range []string{"AcquireStart", "AcquireEnd", "HoldStart", "HoldEnd"} {
 		for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
 			for _, via := range []string{"Lock", "WithLock"} {

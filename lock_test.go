@@ -468,8 +468,7 @@ func TestLock_conflictMatrix(t *testing.T) {
 // pools hold the lock together.
 func TestTryLock_excludesAcrossPools(t *testing.T) {
 	t.Parallel()
-	dsn := pgtest.Database(t)
-	holderPool, otherPool := pgtest.NewPool(t, dsn), pgtest.NewPool(t, dsn)
+	holderPool, otherPool := twoPools(t)
 	for _, held := range []advisorylock.Option{nil, advisorylock.Shared()} {
 		for _, mode := range []advisorylock.Option{nil, advisorylock.Shared()} {
 			for _, scope := range scopes {

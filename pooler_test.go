@@ -83,12 +83,15 @@ import (
 	"github.com/advisorylock/advisorylock/internal/pgtest"
 )
 
-// poolerStart starts PgBouncer, configured by cfg, in front of dsn's database;
-// it stops when the test ends. Call it after pgtest.Database and before pgtest.NewPool on its
-// DSN, so that the pools close before it stops.
-func poolerStart(t *testing.T, dsn string, cfg pgtest.PgBouncerConfig) *pgtest.PgBouncer {
+// poolerStart creates the test's database, starts PgBouncer in front of it,
+// configured by cfg, and returns it with a pool connected to the database
+// directly. PgBouncer stops when the test ends, after the pools made on its
+// DSN have closed.
+func poolerStart(t *testing.T, cfg pgtest.PgBouncerConfig) (*pgtest.PgBouncer, *pgxpool.Pool) {
 	t.Helper()
-	return pgtest.Require(t).StartPgBouncer(t, dsn, cfg)
+	dsn := pgtest.Database(t)
+	b := pgtest.Require(t).StartPgBouncer(t, dsn, cfg)
+	return b, pgtest.NewPool(t, dsn)
 }
 
 // poolerPool reads b's pool, failing t on error.
@@ -142,9 +145,7 @@ func poolerReleaseStranded(t *testing.T, b *pgtest.PgBouncer, direct *pgxpool.Po
 // gets the lock when its holder commits.
 func TestPooler_transactionScopeExcludes(t *testing.T) {
 	t.Parallel()
-	dsn := pgtest.Database(t)
-	b := poolerStart(t, dsn, pgtest.PgBouncerConfig{PoolSize: 3})
-	direct := pgtest.NewPool(t, dsn)
+	b, direct := poolerStart(t, pgtest.PgBouncerConfig{PoolSize: 3})
 	const name = "pooler-tx"
 	holder := advisorylock.New(pgtest.NewPool(t, b.DSN()), name, advisorylock.TransactionScope())
 	other := advisorylock.New(pgtest.NewPool(t, b.DSN()), name, advisorylock.TransactionScope())
@@ -208,9 +209,7 @@ func TestPooler_transactionScopeExcludes(t *testing.T) {
 // to the right server session: the connection survives both.
 func TestPooler_transactionScopeTimeoutAndCancel(t *testing.T) {
 	t.Parallel()
-	dsn := pgtest.Database(t)
-	b := poolerStart(t, dsn, pgtest.PgBouncerConfig{PoolSize: 2})
-	direct := pgtest.NewPool(t, dsn)
+	b, direct := poolerStart(t, pgtest.PgBouncerConfig{PoolSize: 2})
 	pool := pgtest.NewPool(t, b.DSN())
 	warm(t, pool, 1)
 	const name = "pooler-tx-wait"
@@ -260,9 +259,7 @@ func TestPooler_transactionScopeTimeoutAndCancel(t *testing.T) {
 // increments overlapping would lose one.
 func TestPooler_transactionScopeCounter(t *testing.T) {
 	t.Parallel()
-	dsn := pgtest.Database(t)
-	b := poolerStart(t, dsn, pgtest.PgBouncerConfig{PoolSize: 2})
-	direct := pgtest.NewPool(t, dsn)
+	b, direct := poolerStart(t, pgtest.PgBouncerConfig{PoolSize: 2})
 	ctx := t.Context()
 	if _, err := direct.Exec(ctx, `create table counter (n int not null);
 		insert into counter values (0);
@@ -342,9 +339,7 @@ func TestPooler_transactionScopeCounter(t *testing.T) {
 // connection goes back to the pool unharmed.
 func TestPooler_sessionScopeRefused(t *testing.T) {
 	t.Parallel()
-	dsn := pgtest.Database(t)
-	b := poolerStart(t, dsn, pgtest.PgBouncerConfig{PoolSize: 2})
-	direct := pgtest.NewPool(t, dsn)
+	b, direct := poolerStart(t, pgtest.PgBouncerConfig{PoolSize: 2})
 	pool := pgtest.NewPool(t, b.DSN())
 	warm(t, pool, 1)
 	password := pgtest.Require(t).Password()
@@ -433,9 +428,7 @@ func TestPooler_guardInEveryPoolMode(t *testing.T) {
 	t.Parallel()
 	for _, mode := range []string{pgtest.PoolTransaction, pgtest.PoolSession, pgtest.PoolStatement} {
 		t.Run(mode, func(t *testing.T) {
-			dsn := pgtest.Database(t)
-			b := poolerStart(t, dsn, pgtest.PgBouncerConfig{PoolMode: mode})
-			direct := pgtest.NewPool(t, dsn)
+			b, direct := poolerStart(t, pgtest.PgBouncerConfig{PoolMode: mode})
 			for _, qmode := range []pgx.QueryExecMode{pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
 				pool := pgtest.NewPool(t, b.DSN(), func(cfg *pgxpool.Config) { cfg.ConnConfig.DefaultQueryExecMode = qmode })
 				for _, names := range [][]string{{"pooler-modes"}, {"pooler-modes", "pooler-modes-2"}} {
@@ -470,9 +463,7 @@ func TestPooler_guardInEveryPoolMode(t *testing.T) {
 // lives on.
 func TestPooler_sessionModeAllowPooler(t *testing.T) {
 	t.Parallel()
-	dsn := pgtest.Database(t)
-	b := poolerStart(t, dsn, pgtest.PgBouncerConfig{PoolMode: pgtest.PoolSession, PoolSize: 3})
-	direct := pgtest.NewPool(t, dsn)
+	b, direct := poolerStart(t, pgtest.PgBouncerConfig{PoolMode: pgtest.PoolSession, PoolSize: 3})
 	const name = "pooler-session-mode"
 	mA := advisorylock.New(pgtest.NewPool(t, b.DSN()), name, advisorylock.AllowPooler())
 	mB := advisorylock.New(pgtest.NewPool(t, b.DSN()), name, advisorylock.AllowPooler())
@@ -528,9 +519,7 @@ func TestPooler_sessionModeAllowPooler(t *testing.T) {
 // session and session locks stack.
 func TestPooler_allowPoolerSharesLock(t *testing.T) {
 	t.Parallel()
-	dsn := pgtest.Database(t)
-	b := poolerStart(t, dsn, pgtest.PgBouncerConfig{PoolSize: 1})
-	direct := pgtest.NewPool(t, dsn)
+	b, direct := poolerStart(t, pgtest.PgBouncerConfig{PoolSize: 1})
 	const name = "pooler-danger-shared"
 	mA := advisorylock.New(pgtest.NewPool(t, b.DSN()), name, advisorylock.AllowPooler())
 	mB := advisorylock.New(pgtest.NewPool(t, b.DSN()), name, advisorylock.AllowPooler())
@@ -572,9 +561,7 @@ func TestPooler_allowPoolerSharesLock(t *testing.T) {
 // asking.
 func TestPooler_allowPoolerStrandsLock(t *testing.T) {
 	t.Parallel()
-	dsn := pgtest.Database(t)
-	b := poolerStart(t, dsn, pgtest.PgBouncerConfig{PoolSize: 2})
-	direct := pgtest.NewPool(t, dsn)
+	b, direct := poolerStart(t, pgtest.PgBouncerConfig{PoolSize: 2})
 	poolA, poolB := pgtest.NewPool(t, b.DSN()), pgtest.NewPool(t, b.DSN())
 	const name = "pooler-danger-stranded"
 	t.Cleanup(func() { poolerReleaseStranded(t, b, direct) }) // runs before the pools' checks

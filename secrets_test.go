@@ -2,10 +2,10 @@ package advisorylock_test
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -203,35 +203,19 @@ func exerciseElection(t *testing.T, g *textLog, pool *pgxpool.Pool, ok bool) {
 // connection strings as URLs and in keyword/value form.
 func TestSecrets_library(t *testing.T) {
 	t.Parallel()
-	srv := pgtest.Require(t)
-	dsn := pgtest.Database(t)
-	role, password := srv.SecretRole(t)
-	wrong := "s3cr3t-Pa55-" + rand.Text()
-	secrets := []string{password, wrong, srv.Password()}
-
-	good := pgtest.WithCredentials(t, dsn, role, password, 0)
-	tests := []struct {
-		name string
-		dsn  string
-		ok   bool
-	}{
-		{"works", good, true},
-		{"works, keyword/value", keywordDSN(t, good), true},
-		{"connection refused", pgtest.WithCredentials(t, dsn, role, password, pgtest.ClosedPort(t)), false},
-		{"connection refused, keyword/value", keywordDSN(t, pgtest.WithCredentials(t, dsn, role, password, pgtest.ClosedPort(t))), false},
-		{"wrong password for the role", pgtest.WithCredentials(t, dsn, role, wrong, 0), false},
-		{"wrong password for the role, keyword/value", keywordDSN(t, pgtest.WithCredentials(t, dsn, role, wrong, 0)), false},
-		{"wrong password for the test's own user", pgtest.WithCredentials(t, dsn, "", wrong, 0), false},
+	tests, secrets := pgtest.Require(t).SecretDSNs(t, pgtest.Database(t))
+	for _, tt := range tests {
+		tests = append(tests, pgtest.SecretDSN{Name: tt.Name + ", keyword/value", DSN: keywordDSN(t, tt.DSN), OK: tt.OK})
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if !strings.Contains(tt.dsn, password) && !strings.Contains(tt.dsn, wrong) {
+		t.Run(tt.Name, func(t *testing.T) {
+			if !slices.ContainsFunc(secrets, func(s string) bool { return strings.Contains(tt.DSN, s) }) {
 				t.Fatal("the connection string holds no password: the test proves nothing")
 			}
 			g := &textLog{}
-			pool := pgtest.NewPool(t, tt.dsn)
-			exerciseMutexes(t, g, pool, tt.ok)
-			exerciseElection(t, g, pool, tt.ok)
+			pool := pgtest.NewPool(t, tt.DSN)
+			exerciseMutexes(t, g, pool, tt.OK)
+			exerciseElection(t, g, pool, tt.OK)
 			g.assertNone(t, secrets...)
 		})
 	}

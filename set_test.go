@@ -72,9 +72,7 @@ func TestSet_oneConnection(t *testing.T) {
 // taken whole or not at all.
 func TestSet_excludes(t *testing.T) {
 	t.Parallel()
-	dsn := pgtest.Database(t)
-	pool := pgtest.NewPool(t, dsn)
-	other := pgtest.NewPool(t, dsn)
+	pool, other := twoPools(t)
 	set := advisorylock.NewSet(pool, []string{"a", "b", "c"})
 	if got, want := len(set.Keys()), 3; got != want {
 		t.Fatalf("Keys() has %d keys; want %d", got, want)
@@ -220,9 +218,7 @@ func TestSet_timeoutCoversSet(t *testing.T) {
 // out.
 func TestSet_shared(t *testing.T) {
 	t.Parallel()
-	dsn := pgtest.Database(t)
-	pool := pgtest.NewPool(t, dsn)
-	other := pgtest.NewPool(t, dsn)
+	pool, other := twoPools(t)
 	m := advisorylock.NewSet(pool, []string{"x", "y"}, advisorylock.Shared())
 	l1, err := m.Lock(t.Context())
 	if err != nil {
