@@ -2,6 +2,7 @@ package advisorylockotel_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/advisorylock/advisorylock"
+	"github.com/advisorylock/advisorylock/internal/pgtest"
 	advisorylockotel "github.com/advisorylock/advisorylock/otel"
 )
 
@@ -156,4 +159,153 @@ func (p pgxSpans) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQuer
 
 func (p pgxSpans) TraceBatchEnd(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchEndData) {
 	trace.SpanFromContext(ctx).End()
+}
+
+// contend takes m through the outcomes other than acquired while a session
+// of other holds m's lock: busy (TryLock), timeout (Lock: m must have a
+// WithTimeout) and, with cancelled, canceled (Lock with a done context).
+// Then, the lock released, it takes m's lock and ends its session from
+// other, and returns once the lock knows it is lost.
+func contend(t *testing.T, m *advisorylock.Mutex, other *pgxpool.Pool, cancelled bool) {
+	t.Helper()
+	ctx := t.Context()
+	holder, err := advisorylock.NewWithKey(other, m.Key()).Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.TryLock(ctx); !errors.Is(err, advisorylock.ErrLocked) {
+		t.Errorf("TryLock = %v; want ErrLocked", err)
+	}
+	if _, err := m.Lock(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Lock = %v; want a timeout", err)
+	}
+	if cancelled {
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		if _, err := m.Lock(cctx); !errors.Is(err, context.Canceled) {
+			t.Errorf("Lock = %v; want Canceled", err)
+		}
+	}
+	if err := holder.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l, err := m.Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pgtest.TerminateHolder(t, other)
+	select {
+	case <-l.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the loss was not noticed within 10s")
+	}
+	if err := l.Unlock(ctx); !errors.Is(err, advisorylock.ErrLockLost) {
+		t.Errorf("Unlock of a lost lock = %v; want ErrLockLost", err)
+	}
+}
+
+// kvTexts returns attributes as key=value texts.
+func kvTexts(kvs []attribute.KeyValue) []string {
+	texts := make([]string, len(kvs))
+	for i, kv := range kvs {
+		texts[i] = string(kv.Key) + "=" + kv.Value.String()
+	}
+	return texts
+}
+
+// spanTexts returns every string a span carries: its name, status
+// description and scope, its attributes and its resource's, its events' names
+// and attributes, and its links' attributes.
+func spanTexts(s sdktrace.ReadOnlySpan) []string {
+	texts := []string{s.Name(), s.Status().Description, s.InstrumentationScope().Name}
+	texts = append(texts, kvTexts(s.Attributes())...)
+	texts = append(texts, kvTexts(s.Resource().Attributes())...)
+	for _, e := range s.Events() {
+		texts = append(append(texts, e.Name), kvTexts(e.Attributes)...)
+	}
+	for _, l := range s.Links() {
+		texts = append(texts, kvTexts(l.Attributes)...)
+	}
+	return texts
+}
+
+// metricTexts returns the attributes, as key=value, of every data point in ms
+// and of their exemplars.
+func metricTexts(t *testing.T, ms map[string]metricdata.Metrics) []string {
+	t.Helper()
+	var texts []string
+	for _, m := range ms {
+		texts = append(texts, pointTexts(t, m)...)
+	}
+	return texts
+}
+
+// pointTexts returns the attributes, as key=value, of m's data points and
+// their exemplars. It fails t for a kind of data it cannot search.
+func pointTexts(t *testing.T, m metricdata.Metrics) []string {
+	t.Helper()
+	switch d := m.Data.(type) {
+	case metricdata.Sum[int64]:
+		return dataPointTexts(d.DataPoints)
+	case metricdata.Sum[float64]:
+		return dataPointTexts(d.DataPoints)
+	case metricdata.Gauge[int64]:
+		return dataPointTexts(d.DataPoints)
+	case metricdata.Gauge[float64]:
+		return dataPointTexts(d.DataPoints)
+	case metricdata.Histogram[int64]:
+		return histogramPointTexts(d.DataPoints)
+	case metricdata.Histogram[float64]:
+		return histogramPointTexts(d.DataPoints)
+	default:
+		t.Errorf("metric %s: data of type %T not searched; add it", m.Name, m.Data)
+		return nil
+	}
+}
+
+func dataPointTexts[N int64 | float64](ps []metricdata.DataPoint[N]) (texts []string) {
+	for _, p := range ps {
+		texts = append(texts, attrTexts(p.Attributes, p.Exemplars)...)
+	}
+	return texts
+}
+
+func histogramPointTexts[N int64 | float64](ps []metricdata.HistogramDataPoint[N]) (texts []string) {
+	for _, p := range ps {
+		texts = append(texts, attrTexts(p.Attributes, p.Exemplars)...)
+	}
+	return texts
+}
+
+// attrTexts returns a data point's attributes and those of its exemplars.
+func attrTexts[N int64 | float64](set attribute.Set, exemplars []metricdata.Exemplar[N]) []string {
+	texts := kvTexts(set.ToSlice())
+	for _, e := range exemplars {
+		texts = append(texts, kvTexts(e.FilteredAttributes)...)
+	}
+	return texts
+}
+
+// telemetryTexts returns every string the recorded telemetry carries, each
+// prefixed with where it is: spanTexts of each span; the resource of the
+// metrics; of each metric its scope, name, description, unit and pointTexts.
+func telemetryTexts(t *testing.T, spans []sdktrace.ReadOnlySpan, rm metricdata.ResourceMetrics) []string {
+	t.Helper()
+	var texts []string
+	add := func(where string, xs []string) {
+		for _, x := range xs {
+			texts = append(texts, where+": "+x)
+		}
+	}
+	for _, s := range spans {
+		add("span "+s.Name(), spanTexts(s))
+	}
+	add("metrics resource", kvTexts(rm.Resource.Attributes()))
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			where := "metric " + m.Name
+			add(where, append([]string{"scope " + sm.Scope.Name + " " + m.Description + " " + m.Unit}, pointTexts(t, m)...))
+		}
+	}
+	return texts
 }

@@ -2,7 +2,6 @@ package advisorylockotel_test
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -99,27 +98,9 @@ func TestHook_metrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Busy and timed out, while another process holds the lock.
-	holder, err := advisorylock.New(other, "metrics").Lock(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.TryLock(t.Context()); !errors.Is(err, advisorylock.ErrLocked) {
-		t.Errorf("TryLock = %v; want ErrLocked", err)
-	}
-	if _, err := m.Lock(t.Context()); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Lock = %v; want DeadlineExceeded", err)
-	}
-	if err := holder.Unlock(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	// Acquired, then lost.
-	l, err := m.Lock(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pgtest.TerminateHolder(t, pool)
-	<-l.Done()
+	// Busy and timed out, while another process holds the lock; then
+	// acquired and lost.
+	contend(t, m, other, false)
 	awaitSum(t, reader, advisorylockotel.HeldName, 0, lockAttrs...)
 
 	ms := collect(t, reader)

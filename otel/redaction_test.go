@@ -10,8 +10,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 
 	"github.com/advisorylock/advisorylock"
@@ -51,49 +49,6 @@ func TestLockNamePolicy_String(t *testing.T) {
 			t.Errorf("LockNamePolicy(%d).String() = %q; want %q", tt.p, got, tt.want)
 		}
 	}
-}
-
-// spanTexts returns every string a span carries: its name, attribute values,
-// status description, events and links.
-func spanTexts(s sdktrace.ReadOnlySpan) []string {
-	texts := []string{s.Name(), s.Status().Description}
-	add := func(kvs []attribute.KeyValue) {
-		for _, kv := range kvs {
-			texts = append(texts, string(kv.Key)+"="+kv.Value.String())
-		}
-	}
-	add(s.Attributes())
-	for _, e := range s.Events() {
-		texts = append(texts, e.Name)
-		add(e.Attributes)
-	}
-	for _, l := range s.Links() {
-		add(l.Attributes)
-	}
-	return texts
-}
-
-// metricTexts returns every attribute of every data point in ms.
-func metricTexts(ms map[string]metricdata.Metrics) []string {
-	var texts []string
-	add := func(set attribute.Set) {
-		for _, kv := range set.ToSlice() {
-			texts = append(texts, string(kv.Key)+"="+kv.Value.String())
-		}
-	}
-	for _, m := range ms {
-		switch d := m.Data.(type) {
-		case metricdata.Sum[int64]:
-			for _, p := range d.DataPoints {
-				add(p.Attributes)
-			}
-		case metricdata.Histogram[float64]:
-			for _, p := range d.DataPoints {
-				add(p.Attributes)
-			}
-		}
-	}
-	return texts
 }
 
 // The lock's name appears in spans, metrics and error descriptions only as
@@ -176,7 +131,7 @@ func TestHook_lockNamePolicy(t *testing.T) {
 				t.Errorf("status description %q; want the lock named by its key %s", desc, key)
 			}
 
-			for _, text := range metricTexts(collect(t, reader)) {
+			for _, text := range metricTexts(t, collect(t, reader)) {
 				isName := strings.HasPrefix(text, string(advisorylockotel.LockNameKey)+"=") || strings.HasPrefix(text, string(advisorylockotel.LockNameHashKey)+"=")
 				if isName && (!tt.metricName.Valid() || text != string(tt.metricName.Key)+"="+tt.metricName.Value.String()) {
 					t.Errorf("metric attribute %s; want %s", text, tt.metricName.Value.String())
@@ -240,32 +195,8 @@ func TestHook_noConnectionString(t *testing.T) {
 	if _, err := advisorylock.WithLock(t.Context(), m, func(context.Context) (int, error) { return 0, nil }); err != nil {
 		t.Fatal(err)
 	}
-	// Busy, timed out and cancelled.
-	holder, err := advisorylock.New(other, "secrets").Lock(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.TryLock(t.Context()); !errors.Is(err, advisorylock.ErrLocked) {
-		t.Errorf("TryLock = %v; want ErrLocked", err)
-	}
-	if _, err := m.Lock(t.Context()); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Lock = %v; want a timeout", err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
-	if _, err := m.Lock(ctx); !errors.Is(err, context.Canceled) {
-		t.Errorf("Lock = %v; want Canceled", err)
-	}
-	if err := holder.Unlock(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	// Lost.
-	l, err := m.Lock(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pgtest.TerminateHolder(t, pool)
-	<-l.Done()
+	// Busy, timed out, cancelled and lost.
+	contend(t, m, other, true)
 	log.await(t, advisorylockotel.HoldSpanName, 2)
 	// A wrong password.
 	wrong := pgtest.NewPool(t, wrongDSN)
@@ -284,6 +215,6 @@ func TestHook_noConnectionString(t *testing.T) {
 	for _, s := range log.Ended() {
 		texts = append(texts, spanTexts(s)...)
 	}
-	texts = append(texts, metricTexts(collect(t, reader))...)
+	texts = append(texts, metricTexts(t, collect(t, reader))...)
 	pgtest.AssertNoSecrets(t, texts, secrets...)
 }
