@@ -213,17 +213,7 @@ func testDB(t *testing.T) (dsn string, env []string) {
 }
 
 // connect opens a connection of the test's own, closed when the test ends.
-func connect(t *testing.T, dsn string) *pgx.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
-}
+func connect(t *testing.T, dsn string) *pgx.Conn { return pgtest.Connect(t, dsn) }
 
 // holdLock takes key's lock on a connection of the test's own and returns
 // the connection; the lock goes when the connection closes.

@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/advisorylock/advisorylock/internal/pgtest"
 )
 
@@ -259,15 +257,8 @@ func checkElection(t *testing.T, act []event) {
 // advisory lock in dsn's database.
 func checkDatabaseClean(t *testing.T, dsn string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
 	var tables int
-	if err := conn.QueryRow(ctx, `select count(*) from pg_tables where tablename like 'advisorylock_demo_%'`).Scan(&tables); err != nil {
+	if err := pgtest.Connect(t, dsn).QueryRow(t.Context(), `select count(*) from pg_tables where tablename like 'advisorylock_demo_%'`).Scan(&tables); err != nil {
 		t.Fatal(err)
 	}
 	if tables != 0 {
