@@ -191,7 +191,7 @@ func TestLock_waitsInServer(t *testing.T) {
 }
 
 func TestLock_timeout(t *testing.T) {
-	t.Parallel()
+	// Serial: the server's lock_timeout must answer within the client's 250ms grace.
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
 		dsn := pgtest.Database(t)
 		pool := pgtest.NewPool(t, dsn)
