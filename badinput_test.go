@@ -143,8 +143,8 @@ func TestBadInput(t *testing.T) {
 	leaks := goleak.IgnoreCurrent()
 	t.Cleanup(func() { goleak.VerifyNone(t, leaks) })
 
-	e := &badEnv{dsn: testDB(t)}
-	e.pool, e.other = newPool(t, e.dsn), newPool(t, e.dsn)
+	e := &badEnv{dsn: pgtest.Database(t)}
+	e.pool, e.other = pgtest.NewPool(t, e.dsn), pgtest.NewPool(t, e.dsn)
 	closed, err := pgxpool.New(context.Background(), e.dsn)
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +166,7 @@ func TestBadInput(t *testing.T) {
 					awaitNoneAcquired(t, p)
 					pgtest.AssertPoolClean(t, p)
 				}
-				assertNoAdvisoryLocks(t, e.dsn)
+				pgtest.AwaitAdvisoryLocks(t, e.dsn, "true", 0)
 			})
 			before := e.pool.Stat()
 			var rs []callResult
@@ -479,7 +479,7 @@ func badInputCases() []badCase {
 				if err != nil {
 					return []callResult{{"TryLock", err}}
 				}
-				if n := len(lockHolderPIDs(t, e.pool)); n != 2 {
+				if n := len(pgtest.AdvisoryLockPIDs(t, e.pool, "granted")); n != 2 {
 					t.Errorf("%d advisory locks granted; want 2", n)
 				}
 				return []callResult{{"TryLock", nil}, {"Unlock", l.Unlock(t.Context())}}
@@ -503,7 +503,7 @@ func badInputCases() []badCase {
 				if err != nil {
 					return []callResult{{"Lock", err}}
 				}
-				if n := len(lockHolderPIDs(t, e.pool)); n != 2 {
+				if n := len(pgtest.AdvisoryLockPIDs(t, e.pool, "granted")); n != 2 {
 					t.Errorf("%d advisory locks granted; want 2", n)
 				}
 				return []callResult{{"Unlock", l.Unlock(t.Context())}}
@@ -534,7 +534,7 @@ func badInputCases() []badCase {
 				if !errors.Is(lockErr, context.DeadlineExceeded) {
 					t.Errorf("Lock = %v; want a timeout", lockErr)
 				}
-				if n := len(lockHolderPIDs(t, e.pool)); n != 2 {
+				if n := len(pgtest.AdvisoryLockPIDs(t, e.pool, "granted")); n != 2 {
 					t.Errorf("%d advisory locks granted; want the other set's 2", n)
 				}
 				return []callResult{{"TryLock", tryErr}}
@@ -751,7 +751,7 @@ func badInputCases() []badCase {
 			}},
 		badCase{name: "TryLock on an exhausted pool waits for a connection, bounded by ctx", want: []error{context.DeadlineExceeded},
 			run: func(t *testing.T, e *badEnv) []callResult {
-				one := newPool(t, e.dsn, func(c *pgxpool.Config) { c.MaxConns = 1 })
+				one := pgtest.NewPool(t, e.dsn, func(c *pgxpool.Config) { c.MaxConns = 1 })
 				l, err := advisorylock.New(one, "a").Lock(t.Context())
 				if err != nil {
 					t.Fatal(err)
@@ -907,7 +907,7 @@ func badInputCases() []badCase {
 			}},
 		badCase{name: "pool closed while a lock is held",
 			run: func(t *testing.T, e *badEnv) []callResult {
-				pool := newPool(t, e.dsn)
+				pool := pgtest.NewPool(t, e.dsn)
 				l, err := advisorylock.New(pool, "x").Lock(t.Context())
 				if err != nil {
 					t.Fatal(err)

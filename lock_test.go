@@ -14,11 +14,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/advisorylock/advisorylock"
+	"github.com/advisorylock/advisorylock/internal/pgtest"
 )
 
 func TestLock_excludesAndReleases(t *testing.T) {
-	dsn := testDB(t)
-	pool := newPool(t, dsn)
+	dsn := pgtest.Database(t)
+	pool := pgtest.NewPool(t, dsn)
 	ctx := t.Context()
 	m := advisorylock.New(pool, "excl")
 
@@ -33,7 +34,8 @@ func TestLock_excludesAndReleases(t *testing.T) {
 	k1, k2, _ := m.Key().Pair()
 	var classid, objid uint32
 	var objsubid int
-	err = pool.QueryRow(ctx, "select classid::int8, objid::int8, objsubid from pg_locks where locktype = 'advisory' and granted").Scan(&classid, &objid, &objsubid)
+	err = pool.QueryRow(ctx, `select classid::int8, objid::int8, objsubid from pg_locks where locktype = 'advisory' and granted
+		and database = (select oid from pg_database where datname = current_database())`).Scan(&classid, &objid, &objsubid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +68,7 @@ func TestLock_excludesAndReleases(t *testing.T) {
 
 func TestUnlock_twice(t *testing.T) {
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
-		m := advisorylock.New(newPool(t, testDB(t)), "twice", scope)
+		m := advisorylock.New(pgtest.NewPool(t, pgtest.Database(t)), "twice", scope)
 		t.Run(m.Scope().String(), func(t *testing.T) {
 			l, err := m.Lock(t.Context())
 			if err != nil {
@@ -97,7 +99,7 @@ func TestUnlock_twice(t *testing.T) {
 }
 
 func TestUnlock_concurrent(t *testing.T) {
-	m := advisorylock.New(newPool(t, testDB(t)), "concurrent-unlock")
+	m := advisorylock.New(pgtest.NewPool(t, pgtest.Database(t)), "concurrent-unlock")
 	l, err := m.Lock(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +127,7 @@ func TestUnlock_concurrent(t *testing.T) {
 
 // A session lock pins one connection while held and gives it back after.
 func TestLock_pinsOneConnection(t *testing.T) {
-	pool := newPool(t, testDB(t))
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	m := advisorylock.New(pool, "pin")
 	l, err := m.Lock(t.Context())
 	if err != nil {
@@ -144,12 +146,12 @@ func TestLock_pinsOneConnection(t *testing.T) {
 }
 
 func TestLock_waitsInServer(t *testing.T) {
-	dsn := testDB(t)
-	pool := newPool(t, dsn)
+	dsn := pgtest.Database(t)
+	pool := pgtest.NewPool(t, dsn)
 	m := advisorylock.New(pool, "wait")
 	// The holder uses a pool of its own, as another process would: waiters
 	// on the same pool queue in this process behind one server-side waiter.
-	holder, err := advisorylock.New(newPool(t, dsn), "wait").Lock(t.Context())
+	holder, err := advisorylock.New(pgtest.NewPool(t, dsn), "wait").Lock(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +164,7 @@ func TestLock_waitsInServer(t *testing.T) {
 	}()
 	// The waiter shows in pg_locks as an ungranted request: it waits in the
 	// server, not in a polling loop.
-	awaitWaiters(t, pool, 1)
+	pgtest.AwaitWaiters(t, pool, 1)
 	var calls int
 	if err := pool.QueryRow(t.Context(), `select count(*) from pg_stat_activity where wait_event_type = 'Lock' and wait_event = 'advisory'
 		and datname = current_database()`).Scan(&calls); err != nil {
@@ -184,11 +186,11 @@ func TestLock_waitsInServer(t *testing.T) {
 
 func TestLock_timeout(t *testing.T) {
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
-		dsn := testDB(t)
-		pool := newPool(t, dsn)
+		dsn := pgtest.Database(t)
+		pool := pgtest.NewPool(t, dsn)
 		warm(t, pool, 2)
 		// Held from another pool, so the waits below happen in the server.
-		holder, err := advisorylock.New(newPool(t, dsn), "timeout").Lock(t.Context())
+		holder, err := advisorylock.New(pgtest.NewPool(t, dsn), "timeout").Lock(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -252,12 +254,12 @@ func TestLock_timeout(t *testing.T) {
 // and none opened.
 func TestLock_timeoutKeepsConnections(t *testing.T) {
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
-		dsn := testDB(t)
-		pool := newPool(t, dsn)
+		dsn := pgtest.Database(t)
+		pool := pgtest.NewPool(t, dsn)
 		warm(t, pool, 2)
 		m := advisorylock.New(pool, "keep", advisorylock.WithTimeout(time.Millisecond), scope)
 		t.Run(m.Scope().String(), func(t *testing.T) {
-			holder, err := advisorylock.New(newPool(t, dsn), "keep").Lock(t.Context())
+			holder, err := advisorylock.New(pgtest.NewPool(t, dsn), "keep").Lock(t.Context())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -281,12 +283,12 @@ func TestLock_timeoutKeepsConnections(t *testing.T) {
 
 func TestLock_cancel(t *testing.T) {
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
-		dsn := testDB(t)
-		pool := newPool(t, dsn)
+		dsn := pgtest.Database(t)
+		pool := pgtest.NewPool(t, dsn)
 		warm(t, pool, 3)
 		m := advisorylock.New(pool, "cancel", scope)
 		t.Run(m.Scope().String(), func(t *testing.T) {
-			holder, err := advisorylock.New(newPool(t, dsn), "cancel").Lock(t.Context())
+			holder, err := advisorylock.New(pgtest.NewPool(t, dsn), "cancel").Lock(t.Context())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -297,7 +299,7 @@ func TestLock_cancel(t *testing.T) {
 				_, err := m.Lock(ctx)
 				errc <- err
 			}()
-			awaitWaiters(t, pool, 1)
+			pgtest.AwaitWaiters(t, pool, 1)
 			newConns := pool.Stat().NewConnsCount()
 			start := time.Now()
 			cancel()
@@ -309,7 +311,7 @@ func TestLock_cancel(t *testing.T) {
 			if got := pool.Stat().NewConnsCount() - newConns; got != 0 {
 				t.Errorf("the cancellation opened %d connections; want 0", got)
 			}
-			awaitWaiters(t, pool, 0)
+			pgtest.AwaitWaiters(t, pool, 0)
 		})
 	}
 }
@@ -317,7 +319,7 @@ func TestLock_cancel(t *testing.T) {
 // The lock_timeout that bounds a wait is never seen afterwards: not on the
 // pooled connection, not by the statements run in a transaction-scoped lock.
 func TestLock_timeoutSettingDoesNotLeak(t *testing.T) {
-	pool := newPool(t, testDB(t), func(c *pgxpool.Config) {
+	pool := pgtest.NewPool(t, pgtest.Database(t), func(c *pgxpool.Config) {
 		c.MaxConns = 1
 		c.ConnConfig.RuntimeParams["lock_timeout"] = "7s"
 	})
@@ -362,7 +364,7 @@ func TestLock_timeoutSettingDoesNotLeak(t *testing.T) {
 // timeout, in both scopes.
 func TestLock_roundTrips(t *testing.T) {
 	var w writeCounter
-	pool := newPool(t, testDB(t), w.configure)
+	pool := pgtest.NewPool(t, pgtest.Database(t), w.configure)
 	ctx := t.Context()
 	if err := pool.Ping(ctx); err != nil { // connect and warm up
 		t.Fatal(err)
@@ -407,7 +409,7 @@ func TestLock_roundTrips(t *testing.T) {
 // The conflict matrix: shared excludes only exclusive, in and across both
 // scopes.
 func TestLock_conflictMatrix(t *testing.T) {
-	pool := newPool(t, testDB(t))
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	type variant struct {
 		mode  advisorylock.Option
 		scope advisorylock.Option
@@ -449,7 +451,7 @@ func TestLock_conflictMatrix(t *testing.T) {
 
 // Explicit keys use the bigint and int4-pair spaces, which never conflict.
 func TestNewWithKey(t *testing.T) {
-	pool := newPool(t, testDB(t))
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	ctx := t.Context()
 	big := advisorylock.NewWithKey(pool, advisorylock.Int64Key(7))
 	pair := advisorylock.NewWithKey(pool, advisorylock.PairKey(0, 7))
@@ -485,9 +487,9 @@ func TestNewWithKey(t *testing.T) {
 // reports a timeout. The library must release such grants before the
 // connection goes back to the pool.
 func TestLock_cancelRace(t *testing.T) {
-	dsn := testDB(t)
-	pool := newPool(t, dsn, func(c *pgxpool.Config) { c.MaxConns = 2 })
-	holderPool := newPool(t, dsn, func(c *pgxpool.Config) { c.MaxConns = 1 })
+	dsn := pgtest.Database(t)
+	pool := pgtest.NewPool(t, dsn, func(c *pgxpool.Config) { c.MaxConns = 2 })
+	holderPool := pgtest.NewPool(t, dsn, func(c *pgxpool.Config) { c.MaxConns = 1 })
 	ctx := t.Context()
 	waiter := advisorylock.New(pool, "race", advisorylock.WithTimeout(2*time.Millisecond))
 	holder := advisorylock.New(holderPool, "race")
@@ -545,7 +547,7 @@ func TestLock_cancelRace(t *testing.T) {
 
 func TestWithLock_returnsValue(t *testing.T) {
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
-		m := advisorylock.New(newPool(t, testDB(t)), "value", scope)
+		m := advisorylock.New(pgtest.NewPool(t, pgtest.Database(t)), "value", scope)
 		t.Run(m.Scope().String(), func(t *testing.T) {
 			got, err := advisorylock.WithLock(t.Context(), m, func(ctx context.Context) (int, error) {
 				if l, ok := advisorylock.LockFromContext(ctx); !ok || l.Mutex() != m {
@@ -565,7 +567,7 @@ func TestWithLock_returnsValue(t *testing.T) {
 }
 
 func TestWithLock_fnErrorReleases(t *testing.T) {
-	m := advisorylock.New(newPool(t, testDB(t)), "fn-error")
+	m := advisorylock.New(pgtest.NewPool(t, pgtest.Database(t)), "fn-error")
 	boom := errors.New("boom")
 	got, err := advisorylock.WithLock(t.Context(), m, func(ctx context.Context) (string, error) {
 		return "partial", boom
@@ -582,7 +584,7 @@ func TestWithLock_fnErrorReleases(t *testing.T) {
 
 func TestWithLock_panicReleases(t *testing.T) {
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
-		m := advisorylock.New(newPool(t, testDB(t)), "panic", scope)
+		m := advisorylock.New(pgtest.NewPool(t, pgtest.Database(t)), "panic", scope)
 		t.Run(m.Scope().String(), func(t *testing.T) {
 			func() {
 				defer func() {
@@ -604,7 +606,7 @@ func TestWithLock_panicReleases(t *testing.T) {
 }
 
 func TestWithLock_goexitReleases(t *testing.T) {
-	m := advisorylock.New(newPool(t, testDB(t)), "goexit")
+	m := advisorylock.New(pgtest.NewPool(t, pgtest.Database(t)), "goexit")
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -624,7 +626,7 @@ func TestWithLock_goexitReleases(t *testing.T) {
 // fn's writes through the lock's transaction commit with it on success and
 // roll back with it on error or panic.
 func TestWithLock_transactionWrites(t *testing.T) {
-	pool := newPool(t, testDB(t))
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	ctx := t.Context()
 	if _, err := pool.Exec(ctx, "create table runs (name text primary key)"); err != nil {
 		t.Fatal(err)
@@ -672,7 +674,7 @@ func TestWithLock_transactionWrites(t *testing.T) {
 // The transaction handed to fn cannot be ended by fn, and cannot be used once
 // the lock is released.
 func TestLock_txManaged(t *testing.T) {
-	pool := newPool(t, testDB(t))
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	ctx := t.Context()
 	l, err := advisorylock.New(pool, "managed", advisorylock.TransactionScope()).Lock(ctx)
 	if err != nil {
@@ -702,7 +704,7 @@ func TestLock_txManaged(t *testing.T) {
 // A failed commit (the transaction had an error) still releases the lock and
 // says so.
 func TestUnlock_commitRolledBack(t *testing.T) {
-	pool := newPool(t, testDB(t))
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	ctx := t.Context()
 	m := advisorylock.New(pool, "rolled-back", advisorylock.TransactionScope())
 	l, err := m.Lock(ctx)

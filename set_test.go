@@ -11,29 +11,16 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/advisorylock/advisorylock"
+	"github.com/advisorylock/advisorylock/internal/pgtest"
 )
 
 // advisoryLocksOf counts the granted advisory locks of each session in the
 // pool's database.
 func advisoryLocksOf(t *testing.T, pool *pgxpool.Pool) map[int32]int {
 	t.Helper()
-	rows, err := pool.Query(t.Context(), `select pid, count(*) from pg_locks where locktype = 'advisory' and granted
-		and database = (select oid from pg_database where datname = current_database()) group by pid`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
 	got := map[int32]int{}
-	for rows.Next() {
-		var pid int32
-		var n int
-		if err := rows.Scan(&pid, &n); err != nil {
-			t.Fatal(err)
-		}
-		got[pid] = n
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
+	for _, pid := range pgtest.AdvisoryLockPIDs(t, pool, "granted") {
+		got[pid]++
 	}
 	return got
 }
@@ -50,9 +37,9 @@ func names(n int) []string {
 // and gives them all back together.
 func TestSet_oneConnection(t *testing.T) {
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
-		dsn := testDB(t)
-		pool := newPool(t, dsn)
-		monitor := newPool(t, dsn)
+		dsn := pgtest.Database(t)
+		pool := pgtest.NewPool(t, dsn)
+		monitor := pgtest.NewPool(t, dsn)
 		m := advisorylock.NewSet(pool, names(20), scope)
 		t.Run(m.Scope().String(), func(t *testing.T) {
 			got, err := advisorylock.WithLock(t.Context(), m, func(ctx context.Context) (map[int32]int, error) {
@@ -82,9 +69,9 @@ func TestSet_oneConnection(t *testing.T) {
 // Each key of a set excludes single-key holders of that key, and the set is
 // taken whole or not at all.
 func TestSet_excludes(t *testing.T) {
-	dsn := testDB(t)
-	pool := newPool(t, dsn)
-	other := newPool(t, dsn)
+	dsn := pgtest.Database(t)
+	pool := pgtest.NewPool(t, dsn)
+	other := pgtest.NewPool(t, dsn)
 	set := advisorylock.NewSet(pool, []string{"a", "b", "c"})
 	if got, want := len(set.Keys()), 3; got != want {
 		t.Fatalf("Keys() has %d keys; want %d", got, want)
@@ -130,7 +117,7 @@ func TestSet_excludes(t *testing.T) {
 // Two callers locking overlapping sets, named in opposite orders, never
 // deadlock: every set is taken in the same order.
 func TestSet_noDeadlock(t *testing.T) {
-	dsn := testDB(t)
+	dsn := pgtest.Database(t)
 	sets := [][]string{
 		{"a", "b", "c", "d"},
 		{"d", "c", "b", "a"},
@@ -145,7 +132,7 @@ func TestSet_noDeadlock(t *testing.T) {
 	)
 	for i, names := range sets {
 		// Pools of their own, so that the sets meet in the server.
-		m := advisorylock.NewSet(newPool(t, dsn), names)
+		m := advisorylock.NewSet(pgtest.NewPool(t, dsn), names)
 		wg.Go(func() {
 			for range rounds {
 				_, err := advisorylock.WithLock(t.Context(), m, func(context.Context) (struct{}, error) {
@@ -177,9 +164,9 @@ func TestSet_noDeadlock(t *testing.T) {
 // The timeout bounds the wait for the whole set, not each key's.
 func TestSet_timeoutCoversSet(t *testing.T) {
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
-		dsn := testDB(t)
-		pool := newPool(t, dsn)
-		other := newPool(t, dsn)
+		dsn := pgtest.Database(t)
+		pool := pgtest.NewPool(t, dsn)
+		other := pgtest.NewPool(t, dsn)
 		const bound = 300 * time.Millisecond
 		m := advisorylock.NewSet(pool, []string{"a", "b"}, advisorylock.WithTimeout(bound), scope)
 		t.Run(m.Scope().String(), func(t *testing.T) {
@@ -202,7 +189,7 @@ func TestSet_timeoutCoversSet(t *testing.T) {
 				_, err := m.Lock(t.Context())
 				errc <- err
 			}()
-			awaitWaiters(t, other, 1)
+			pgtest.AwaitWaiters(t, other, 1)
 			if err := l1.Unlock(t.Context()); err != nil {
 				t.Fatal(err)
 			}
@@ -227,9 +214,9 @@ func TestSet_timeoutCoversSet(t *testing.T) {
 // Shared sets hold together and keep exclusive holders of any of their keys
 // out.
 func TestSet_shared(t *testing.T) {
-	dsn := testDB(t)
-	pool := newPool(t, dsn)
-	other := newPool(t, dsn)
+	dsn := pgtest.Database(t)
+	pool := pgtest.NewPool(t, dsn)
+	other := pgtest.NewPool(t, dsn)
 	m := advisorylock.NewSet(pool, []string{"x", "y"}, advisorylock.Shared())
 	l1, err := m.Lock(t.Context())
 	if err != nil {
@@ -252,7 +239,7 @@ func TestSet_shared(t *testing.T) {
 // Duplicates collapse, and the locking order does not depend on the order
 // the caller named the keys in.
 func TestNewSet_order(t *testing.T) {
-	pool := newPool(t, testDB(t))
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	a := advisorylock.NewSet(pool, []string{"a", "b", "c", "b"})
 	b := advisorylock.NewSet(pool, []string{"c", "a", "b"})
 	if len(a.Keys()) != 3 {

@@ -16,23 +16,8 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/advisorylock/advisorylock/internal/pgtest"
 	advisorylockotel "github.com/advisorylock/advisorylock/otel"
 )
-
-// testDB creates a database of the test's own: advisory locks are per
-// database, so tests cannot see each other's locks.
-func testDB(t *testing.T) string {
-	t.Helper()
-	return pgtest.Require(t).CreateDatabase(t)
-}
-
-// newPool returns a pool on dsn (4 connections unless configure says
-// otherwise), checked when the test ends: see pgtest.NewPool.
-func newPool(t *testing.T, dsn string, configure ...func(*pgxpool.Config)) *pgxpool.Pool {
-	t.Helper()
-	return pgtest.NewPool(t, dsn, configure...)
-}
 
 // spanLog records ended spans, and lets a test await them.
 type spanLog struct {
@@ -171,58 +156,4 @@ func (p pgxSpans) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQuer
 
 func (p pgxSpans) TraceBatchEnd(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchEndData) {
 	trace.SpanFromContext(ctx).End()
-}
-
-// holderPIDs returns the server processes holding an advisory lock in the
-// pool's database.
-func holderPIDs(t *testing.T, pool *pgxpool.Pool) []int32 {
-	t.Helper()
-	rows, err := pool.Query(context.Background(), `select pid from pg_locks where locktype = 'advisory' and granted
-		and database = (select oid from pg_database where datname = current_database()) order by pid`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pids
-}
-
-// terminateHolder ends the one session that holds an advisory lock in the
-// pool's database.
-func terminateHolder(t *testing.T, pool *pgxpool.Pool) {
-	t.Helper()
-	pids := holderPIDs(t, pool)
-	if len(pids) != 1 {
-		t.Fatalf("sessions holding advisory locks: %v; want one", pids)
-	}
-	var ok bool
-	if err := pool.QueryRow(context.Background(), "select pg_terminate_backend($1)", pids[0]).Scan(&ok); err != nil || !ok {
-		t.Fatalf("pg_terminate_backend(%d) = %v, %v; want true", pids[0], ok, err)
-	}
-}
-
-// awaitWaiters waits until n sessions of the pool's database wait for an
-// advisory lock, or fails t after 10s.
-func awaitWaiters(t *testing.T, pool *pgxpool.Pool, n int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for {
-		var got int
-		err := pool.QueryRow(ctx, `select count(*) from pg_locks where locktype = 'advisory' and not granted
-			and database = (select oid from pg_database where datname = current_database())`).Scan(&got)
-		if err != nil {
-			t.Fatalf("awaiting %d waiters: %v", n, err)
-		}
-		if got == n {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("sessions waiting for an advisory lock: got %d after 10s; want %d", got, n)
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
 }

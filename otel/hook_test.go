@@ -20,6 +20,7 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/advisorylock/advisorylock"
+	"github.com/advisorylock/advisorylock/internal/pgtest"
 	advisorylockotel "github.com/advisorylock/advisorylock/otel"
 )
 
@@ -102,7 +103,7 @@ func TestHook_withLock(t *testing.T) {
 	}
 	for _, tt := range tests {
 		tp, log := newTracing(t)
-		pool := newPool(t, testDB(t), tracePgx(tp))
+		pool := pgtest.NewPool(t, pgtest.Database(t), tracePgx(tp))
 		hook := advisorylockotel.NewHook(advisorylockotel.WithTracerProvider(tp))
 		m := advisorylock.New(pool, "report", tt.scope, advisorylock.WithHooks(hook))
 		t.Run(m.Scope().String(), func(t *testing.T) {
@@ -183,10 +184,10 @@ func TestHook_withLock(t *testing.T) {
 // Each failed acquisition ends its span with its outcome; only a busy TryLock
 // is not an error.
 func TestHook_acquireOutcomes(t *testing.T) {
-	dsn := testDB(t)
-	pool := newPool(t, dsn)
+	dsn := pgtest.Database(t)
+	pool := pgtest.NewPool(t, dsn)
 	// The holder is on a pool of its own, as in another process.
-	holder, err := advisorylock.New(newPool(t, dsn), "held").Lock(t.Context())
+	holder, err := advisorylock.New(pgtest.NewPool(t, dsn), "held").Lock(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +234,7 @@ func TestHook_acquireOutcomes(t *testing.T) {
 				errc <- err
 			}()
 			if tt.cancel {
-				awaitWaiters(t, pool, 1)
+				pgtest.AwaitWaiters(t, pool, 1)
 				cancel()
 			}
 			if err := <-errc; err == nil {
@@ -281,11 +282,11 @@ func TestHook_acquireOutcomes(t *testing.T) {
 func TestHook_lost(t *testing.T) {
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
 		tp, log := newTracing(t)
-		pool := newPool(t, testDB(t))
+		pool := pgtest.NewPool(t, pgtest.Database(t))
 		m := advisorylock.New(pool, "lost", scope, advisorylock.WithHooks(advisorylockotel.NewHook(advisorylockotel.WithTracerProvider(tp))))
 		t.Run(m.Scope().String(), func(t *testing.T) {
 			_, err := advisorylock.WithLock(t.Context(), m, func(ctx context.Context) (int, error) {
-				terminateHolder(t, pool)
+				pgtest.TerminateHolder(t, pool)
 				if l, _ := advisorylock.LockFromContext(ctx); l.Tx() != nil {
 					tx := l.Tx()
 					// A transaction-scoped lock notices at its next statement.
@@ -330,7 +331,7 @@ func TestHook_lost(t *testing.T) {
 // start a trace, and the hold span links to the acquire span.
 func TestHook_noParent(t *testing.T) {
 	tp, log := newTracing(t)
-	pool := newPool(t, testDB(t))
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	m := advisorylock.New(pool, "root", advisorylock.WithHooks(advisorylockotel.NewHook(advisorylockotel.WithTracerProvider(tp))))
 	if _, err := advisorylock.WithLock(context.Background(), m, func(context.Context) (int, error) { return 0, nil }); err != nil {
 		t.Fatal(err)
@@ -349,7 +350,7 @@ func TestHook_noParent(t *testing.T) {
 // Two Hooks combined with MultiHook each keep their own spans, and end each
 // once.
 func TestHook_multi(t *testing.T) {
-	pool := newPool(t, testDB(t))
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	tp1, log1 := newTracing(t)
 	tp2, log2 := newTracing(t)
 	m := advisorylock.New(pool, "multi", advisorylock.WithHooks(advisorylock.MultiHook(
@@ -372,7 +373,7 @@ func TestHook_multi(t *testing.T) {
 
 // A nil or zero Hook records nothing and does not get in the way.
 func TestHook_nilAndZero(t *testing.T) {
-	pool := newPool(t, testDB(t))
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	m := advisorylock.New(pool, "zero", advisorylock.WithHooks((*advisorylockotel.Hook)(nil), &advisorylockotel.Hook{}))
 	if _, err := advisorylock.WithLock(t.Context(), m, func(context.Context) (int, error) { return 0, nil }); err != nil {
 		t.Fatal(err)
@@ -393,7 +394,7 @@ func TestNewHook_globalProviders(t *testing.T) {
 	otel.SetMeterProvider(mp)
 	hook := advisorylockotel.NewHook(advisorylockotel.WithTracerProvider(nil), advisorylockotel.WithMeterProvider(nil))
 
-	pool := newPool(t, testDB(t))
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	l, err := advisorylock.New(pool, "global", advisorylock.WithHooks(hook)).TryLock(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -413,7 +414,7 @@ func TestNewHook_globalProviders(t *testing.T) {
 // are the ones it returns.
 func TestHook_noopProviders(t *testing.T) {
 	hook := advisorylockotel.NewHook(advisorylockotel.WithTracerProvider(tracenoop.NewTracerProvider()), advisorylockotel.WithMeterProvider(metricnoop.NewMeterProvider()))
-	pool := newPool(t, testDB(t))
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	m := advisorylock.New(pool, "noop", advisorylock.WithHooks(hook))
 	ctx := t.Context()
 	if got := hook.AcquireStart(ctx, m, advisorylock.AcquireStartData{}); got != ctx {
@@ -436,7 +437,7 @@ func TestHook_unsampled(t *testing.T) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(log), sdktrace.WithSampler(sdktrace.NeverSample()))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	mp, reader := newMetering(t)
-	pool := newPool(t, testDB(t))
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	m := advisorylock.New(pool, "unsampled", advisorylock.WithHooks(advisorylockotel.NewHook(advisorylockotel.WithTracerProvider(tp), advisorylockotel.WithMeterProvider(mp))))
 	if _, err := advisorylock.WithLock(t.Context(), m, func(context.Context) (int, error) { return 0, nil }); err != nil {
 		t.Fatal(err)

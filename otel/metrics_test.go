@@ -13,6 +13,7 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/advisorylock/advisorylock"
+	"github.com/advisorylock/advisorylock/internal/pgtest"
 	advisorylockotel "github.com/advisorylock/advisorylock/otel"
 )
 
@@ -74,8 +75,8 @@ func awaitSum(t *testing.T, reader *metric.ManualReader, name string, value int6
 // follow the locks held and lost, with low-cardinality attributes.
 func TestHook_metrics(t *testing.T) {
 	mp, reader := newMetering(t)
-	dsn := testDB(t)
-	pool, other := newPool(t, dsn), newPool(t, dsn)
+	dsn := pgtest.Database(t)
+	pool, other := pgtest.NewPool(t, dsn), pgtest.NewPool(t, dsn)
 	hook := advisorylockotel.NewHook(advisorylockotel.WithMeterProvider(mp), advisorylockotel.WithTracerProvider(tracenoop.NewTracerProvider()))
 	const bound = 50 * time.Millisecond
 	m := advisorylock.New(pool, "metrics", advisorylock.WithHooks(hook), advisorylock.WithTimeout(bound))
@@ -116,7 +117,7 @@ func TestHook_metrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	terminateHolder(t, pool)
+	pgtest.TerminateHolder(t, pool)
 	<-l.Done()
 	awaitSum(t, reader, advisorylockotel.HeldName, 0, lockAttrs...)
 

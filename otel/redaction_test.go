@@ -101,8 +101,8 @@ func TestHook_lockNamePolicy(t *testing.T) {
 	const name = "customer-4711"
 	key := advisorylock.KeyFromName(name)
 	hash := advisorylockotel.HashLockName(name)
-	dsn := testDB(t)
-	pool, other := newPool(t, dsn), newPool(t, dsn)
+	dsn := pgtest.Database(t)
+	pool, other := pgtest.NewPool(t, dsn), pgtest.NewPool(t, dsn)
 
 	tests := []struct {
 		name       string
@@ -216,7 +216,7 @@ func TestHook_noConnectionString(t *testing.T) {
 	if password == "" {
 		pgtest.Unavailable(t, "the server takes no password: nothing to leak")
 	}
-	dsn := testDB(t)
+	dsn := pgtest.Database(t)
 	u, err := url.Parse(dsn)
 	if err != nil {
 		t.Fatal(err)
@@ -229,7 +229,7 @@ func TestHook_noConnectionString(t *testing.T) {
 	tp, log := newTracing(t)
 	mp, reader := newMetering(t)
 	hook := advisorylock.WithHooks(advisorylockotel.NewHook(advisorylockotel.WithTracerProvider(tp), advisorylockotel.WithMeterProvider(mp), advisorylockotel.WithLockName(advisorylockotel.LockNameFull), advisorylockotel.WithMetricLockName(true)))
-	pool, other := newPool(t, dsn), newPool(t, dsn)
+	pool, other := pgtest.NewPool(t, dsn), pgtest.NewPool(t, dsn)
 
 	// Acquired and released.
 	m := advisorylock.New(pool, "secrets", hook, advisorylock.WithTimeout(20*time.Millisecond))
@@ -260,11 +260,11 @@ func TestHook_noConnectionString(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	terminateHolder(t, pool)
+	pgtest.TerminateHolder(t, pool)
 	<-l.Done()
 	log.await(t, advisorylockotel.HoldSpanName, 2)
 	// A wrong password.
-	wrong := newPool(t, wrongDSN)
+	wrong := pgtest.NewPool(t, wrongDSN)
 	if _, err := advisorylock.New(wrong, "secrets", hook).Lock(t.Context()); err == nil {
 		t.Fatal("Lock with a wrong password succeeded")
 	}
@@ -281,11 +281,5 @@ func TestHook_noConnectionString(t *testing.T) {
 		texts = append(texts, spanTexts(s)...)
 	}
 	texts = append(texts, metricTexts(collect(t, reader))...)
-	for _, text := range texts {
-		for _, secret := range secrets {
-			if strings.Contains(text, secret) {
-				t.Errorf("telemetry %q contains the secret %q", text, secret)
-			}
-		}
-	}
+	pgtest.AssertNoSecrets(t, texts, secrets...)
 }

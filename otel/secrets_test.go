@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
 	"testing"
@@ -20,25 +19,6 @@ import (
 	"github.com/advisorylock/advisorylock/internal/pgtest"
 	advisorylockotel "github.com/advisorylock/advisorylock/otel"
 )
-
-// newSecretRole creates a login role with a password made to be found in
-// any text it leaks into (see pgtest.Server.SecretRole). Call it before
-// creating the pools that use it.
-func newSecretRole(t *testing.T) (name, password string) {
-	t.Helper()
-	return pgtest.Require(t).SecretRole(t)
-}
-
-// closedPort returns a loopback port nothing listens on.
-func closedPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 // telemetryTexts returns every string the recorded telemetry carries: of each
 // span its name, status, attributes, events (names and attributes), links'
@@ -116,8 +96,8 @@ func telemetryTexts(t *testing.T, spans []sdktrace.ReadOnlySpan, rm metricdata.R
 // default, so that everything that can be recorded is.
 func TestSecrets_telemetry(t *testing.T) {
 	srv := pgtest.Require(t)
-	dsn := testDB(t)
-	role, password := newSecretRole(t)
+	dsn := pgtest.Database(t)
+	role, password := srv.SecretRole(t)
 	wrong := "s3cr3t-Pa55-" + rand.Text()
 	secrets := []string{password, wrong, srv.Password()}
 	good := pgtest.WithCredentials(t, dsn, role, password, 0)
@@ -128,7 +108,7 @@ func TestSecrets_telemetry(t *testing.T) {
 		ok   bool
 	}{
 		{"works", good, true},
-		{"connection refused", pgtest.WithCredentials(t, dsn, role, password, closedPort(t)), false},
+		{"connection refused", pgtest.WithCredentials(t, dsn, role, password, pgtest.ClosedPort(t)), false},
 		{"wrong password for the role", pgtest.WithCredentials(t, dsn, role, wrong, 0), false},
 		{"wrong password for the test's own user", pgtest.WithCredentials(t, dsn, "", wrong, 0), false},
 	}
@@ -141,7 +121,7 @@ func TestSecrets_telemetry(t *testing.T) {
 					advisorylockotel.WithLockName(advisorylockotel.LockNameFull), advisorylockotel.WithMetricLockName(true)),
 				advisorylockotel.NewHook(advisorylockotel.WithTracerProvider(tp), advisorylockotel.WithMeterProvider(mp)),
 			)
-			pool := newPool(t, tt.dsn)
+			pool := pgtest.NewPool(t, tt.dsn)
 			ctx := t.Context()
 			expect := func(what string, err error) {
 				t.Helper()
@@ -179,7 +159,7 @@ func TestSecrets_telemetry(t *testing.T) {
 				// Busy, timed out, cancelled and lost, as another session
 				// of the same role holds the lock, then the lock's session
 				// is ended.
-				other := newPool(t, tt.dsn)
+				other := pgtest.NewPool(t, tt.dsn)
 				holder, err := advisorylock.New(other, "secrets").Lock(ctx)
 				if err != nil {
 					t.Fatal(err)
@@ -203,7 +183,7 @@ func TestSecrets_telemetry(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				terminateHolder(t, newPool(t, dsn))
+				pgtest.TerminateHolder(t, pgtest.NewPool(t, dsn))
 				select {
 				case <-l.Done():
 				case <-time.After(10 * time.Second):
@@ -233,13 +213,7 @@ func TestSecrets_telemetry(t *testing.T) {
 				t.Error("no span describes the failed connection: the test proves nothing")
 			}
 			texts := telemetryTexts(t, ended, rm)
-			for _, text := range texts {
-				for _, s := range secrets {
-					if strings.Contains(text, s) {
-						t.Errorf("telemetry shows a secret: %s", text)
-					}
-				}
-			}
+			pgtest.AssertNoSecrets(t, texts, secrets...)
 			t.Logf("%d spans, %d texts searched", len(ended), len(texts))
 		})
 	}
@@ -250,9 +224,9 @@ func TestSecrets_telemetry(t *testing.T) {
 // This checks that text itself for the URL forms pgx accepts, with the
 // password in the userinfo, percent-encoded, and in the query string.
 func TestSecrets_connectErrorForms(t *testing.T) {
-	dsn := testDB(t)
-	role, password := newSecretRole(t)
-	port := closedPort(t)
+	dsn := pgtest.Database(t)
+	role, password := pgtest.Require(t).SecretRole(t)
+	port := pgtest.ClosedPort(t)
 	u, err := url.Parse(pgtest.WithCredentials(t, dsn, role, password, port))
 	if err != nil {
 		t.Fatal(err)
@@ -266,14 +240,10 @@ func TestSecrets_connectErrorForms(t *testing.T) {
 		fmt.Sprintf("host=127.0.0.1 port=%d user=%s password=%s dbname=x sslmode=disable", port, role, password)} {
 		tp, spans := newTracing(t)
 		hook := advisorylockotel.NewHook(advisorylockotel.WithTracerProvider(tp), advisorylockotel.WithLockName(advisorylockotel.LockNameFull))
-		_, err := advisorylock.New(newPool(t, d), "secrets", advisorylock.WithHooks(hook)).Lock(t.Context())
+		_, err := advisorylock.New(pgtest.NewPool(t, d), "secrets", advisorylock.WithHooks(hook)).Lock(t.Context())
 		if err == nil {
 			t.Fatal("Lock on a closed port succeeded")
 		}
-		for _, text := range append(telemetryTexts(t, spans.Ended(), metricdata.ResourceMetrics{}), err.Error()) {
-			if strings.Contains(text, password) {
-				t.Errorf("a secret shows: %s", text)
-			}
-		}
+		pgtest.AssertNoSecrets(t, append(telemetryTexts(t, spans.Ended(), metricdata.ResourceMetrics{}), err.Error()), password)
 	}
 }

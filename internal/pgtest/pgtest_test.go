@@ -3,13 +3,17 @@ package pgtest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -614,5 +618,142 @@ func TestSweepStaleDirs(t *testing.T) {
 		if _, err := os.Stat(dir); err != nil {
 			t.Errorf("stat %s: %v; want it kept", dir, err)
 		}
+	}
+}
+
+// AdvisoryLockPIDs, AwaitWaiters, AwaitHolders and TerminateHolder see the
+// advisory locks of their own database only.
+func TestAdvisoryLockPIDs(t *testing.T) {
+	ctx := testContext(t)
+	dsn := Database(t)
+	admin := connect(t, ctx, parseConfig(t, dsn))
+	holder := connect(t, ctx, parseConfig(t, dsn))
+	waiter := connect(t, ctx, parseConfig(t, dsn))
+	elsewhere := connect(t, ctx, parseConfig(t, Database(t)))
+	for _, c := range []*pgx.Conn{holder, elsewhere} {
+		if _, err := c.Exec(ctx, "select pg_advisory_lock(1), pg_advisory_lock(2)"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waited := make(chan error, 1)
+	go func() {
+		_, err := waiter.Exec(ctx, "select pg_advisory_lock(1)")
+		waited <- err
+	}()
+	AwaitWaiters(t, admin, 1)
+	h, w := int32(holder.PgConn().PID()), int32(waiter.PgConn().PID())
+	if got := AdvisoryLockPIDs(t, admin, "granted"); !slices.Equal(got, []int32{h, h}) {
+		t.Errorf("granted: %v; want the holder's %d twice", got, h)
+	}
+	if got := AdvisoryLockPIDs(t, admin, "not granted"); !slices.Equal(got, []int32{w}) {
+		t.Errorf("not granted: %v; want the waiter's %d", got, w)
+	}
+	if got := TerminateHolder(t, admin); got != h {
+		t.Errorf("TerminateHolder ended %d; want the holder %d", got, h)
+	}
+	if err := <-waited; err != nil {
+		t.Fatalf("the waiter's lock: %v", err)
+	}
+	AwaitHolders(t, admin, 1)
+	if got := AdvisoryLockPIDs(t, admin, "true"); !slices.Equal(got, []int32{w}) {
+		t.Errorf("after the holder ended: %v; want the waiter's %d alone", got, w)
+	}
+	if _, err := waiter.Exec(ctx, "select pg_advisory_unlock_all()"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := elsewhere.Exec(ctx, "select pg_advisory_unlock_all()"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A pool from ProxiedPool goes through its proxy: frozen, it is silent.
+func TestServer_ProxiedPool(t *testing.T) {
+	srv := Require(t)
+	ctx := testContext(t)
+	p, pool := srv.ProxiedPool(t, Database(t))
+	if err := pool.Ping(ctx); err != nil {
+		t.Fatalf("Ping through the proxy: %v", err)
+	}
+	if n := p.openLinks(); n != 1 {
+		t.Errorf("%d connections through the proxy; want the pool's 1", n)
+	}
+	p.Freeze()
+	qctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if err := pool.Ping(qctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Ping through the frozen proxy: %v; want a deadline error", err)
+	}
+	// The test ends frozen: the cleanup thaws the proxy before the pool's
+	// check, which would otherwise hang.
+}
+
+// recordTB records the failures of a check without failing the real test.
+type recordTB struct {
+	testing.TB
+	errors []string
+	fatal  string
+}
+
+func (r *recordTB) Helper() {}
+
+func (r *recordTB) Errorf(format string, args ...any) {
+	r.errors = append(r.errors, fmt.Sprintf(format, args...))
+}
+
+func (r *recordTB) Fatal(args ...any) {
+	r.fatal = fmt.Sprint(args...)
+	runtime.Goexit()
+}
+
+// run calls f with r in a goroutine of its own, which Fatal ends.
+func (r *recordTB) run(f func(testing.TB)) *recordTB {
+	var wg sync.WaitGroup
+	wg.Go(func() { f(r) })
+	wg.Wait()
+	return r
+}
+
+func TestAssertNoSecrets(t *testing.T) {
+	const secret = "s3cr3t-Pa55-xyz"
+	texts := []string{"fine", "error: password " + secret + " rejected", "also fine"}
+	r := (&recordTB{TB: t}).run(func(tb testing.TB) { AssertNoSecrets(tb, texts, "", "absent", secret) })
+	if len(r.errors) != 1 || r.fatal != "" {
+		t.Fatalf("errors %q, fatal %q; want one error", r.errors, r.fatal)
+	}
+	if strings.Contains(r.errors[0], secret) || !strings.Contains(r.errors[0], "password [REDACTED] rejected") {
+		t.Errorf("error %q; want the text shown with the secret redacted", r.errors[0])
+	}
+	r = (&recordTB{TB: t}).run(func(tb testing.TB) { AssertNoSecrets(tb, texts[:1], secret) })
+	if len(r.errors) != 0 || r.fatal != "" {
+		t.Errorf("errors %q, fatal %q for a clean text; want none", r.errors, r.fatal)
+	}
+	r = (&recordTB{TB: t}).run(func(tb testing.TB) { AssertNoSecrets(tb, nil, secret) })
+	if r.fatal == "" {
+		t.Error("no texts: no failure; want one, the check proves nothing")
+	}
+}
+
+func TestErrorChain(t *testing.T) {
+	a, b, c := errors.New("a"), errors.New("b"), errors.New("c")
+	err := fmt.Errorf("top: %w", errors.Join(a, fmt.Errorf("mid: %w", b), c))
+	var got []string
+	for _, e := range ErrorChain(err) {
+		got = append(got, e.Error())
+	}
+	want := []string{err.Error(), "a\nmid: b\nc", "a", "mid: b", "b", "c"}
+	if !slices.Equal(got, want) {
+		t.Errorf("ErrorChain = %q; want %q", got, want)
+	}
+	if ErrorChain(nil) != nil {
+		t.Error("ErrorChain(nil) is not empty")
+	}
+}
+
+func TestClosedPort(t *testing.T) {
+	port := ClosedPort(t)
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(loopback, strconv.Itoa(port)), time.Second)
+	if err == nil {
+		c.Close()
+		t.Errorf("port %d accepted a connection; want it refused", port)
 	}
 }

@@ -93,3 +93,61 @@ func WithCredentials(t testing.TB, dsn, user, password string, port int) string 
 	}
 	return u.String()
 }
+
+// ClosedPort returns a loopback port nothing listens on: one that was free a
+// moment ago, for a connection that must be refused.
+func ClosedPort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", net.JoinHostPort(loopback, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// ErrorChain returns err and every error it wraps, depth first, through
+// Unwrap() error and Unwrap() []error: a caller may log any of them.
+func ErrorChain(err error) []error {
+	var chain []error
+	var walk func(error)
+	walk = func(e error) {
+		if e == nil {
+			return
+		}
+		chain = append(chain, e)
+		switch u := e.(type) {
+		case interface{ Unwrap() error }:
+			walk(u.Unwrap())
+		case interface{ Unwrap() []error }:
+			for _, inner := range u.Unwrap() {
+				walk(inner)
+			}
+		}
+	}
+	walk(err)
+	return chain
+}
+
+// AssertNoSecrets fails t for every text that contains one of secrets (empty
+// ones are ignored), showing the text, shortened and with the secret
+// redacted. With no texts at all it fails t at once: the check would prove
+// nothing.
+func AssertNoSecrets(t testing.TB, texts []string, secrets ...string) {
+	t.Helper()
+	if len(texts) == 0 {
+		t.Fatal("no text to search for secrets: the test proves nothing")
+	}
+	for _, text := range texts {
+		for _, s := range secrets {
+			if s == "" || !strings.Contains(text, s) {
+				continue
+			}
+			shown := redact(text, s)
+			if len(shown) > 600 {
+				shown = shown[:600] + "…"
+			}
+			t.Errorf("a secret shows in %s", shown)
+		}
+	}
+}
