@@ -283,9 +283,8 @@ func (h *Hook) end(span trace.Span, m *advisorylock.Mutex, attrs []attribute.Key
 // fail sets attrs and the failure's on span, and its status: see end.
 func (h *Hook) fail(span trace.Span, m *advisorylock.Mutex, attrs []attribute.KeyValue, typ string, err error) {
 	attrs = append(attrs[:len(attrs):len(attrs)], semconv.ErrorTypeKey.String(typ))
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code != "" {
-		attrs = append(attrs, semconv.DBResponseStatusCode(pgErr.Code))
+	if code := sqlstate(err); code != "" {
+		attrs = append(attrs, semconv.DBResponseStatusCode(code))
 	}
 	span.SetAttributes(attrs...)
 	desc := typ
@@ -304,22 +303,31 @@ const (
 
 // errorType classifies an outcome for error.type, with few values: none
 // ("") for a lock acquired or found busy, which are not failures; the
-// outcome's when it says more than "error"; the SQLSTATE of a server error;
-// "lock_lost"; or "_OTHER".
+// outcome's when it says more than "error"; "lock_lost"; the SQLSTATE of a
+// server error; or "_OTHER".
 func errorType(o advisorylock.Outcome, err error) string {
-	var pgErr *pgconn.PgError
-	switch {
-	case o == advisorylock.OutcomeAcquired, o == advisorylock.OutcomeBusy:
+	switch o {
+	case advisorylock.OutcomeAcquired, advisorylock.OutcomeBusy:
 		return ""
-	case o == advisorylock.OutcomeTimeout:
+	case advisorylock.OutcomeTimeout:
 		return errorTypeTimeout
-	case o == advisorylock.OutcomeCanceled:
+	case advisorylock.OutcomeCanceled:
 		return errorTypeCanceled
-	case errors.Is(err, advisorylock.ErrLockLost):
-		return errorTypeLockLost
-	case errors.As(err, &pgErr) && pgErr.Code != "":
-		return pgErr.Code
-	default:
-		return semconv.ErrorTypeOther.Value.AsString()
 	}
+	if errors.Is(err, advisorylock.ErrLockLost) {
+		return errorTypeLockLost
+	}
+	if code := sqlstate(err); code != "" {
+		return code
+	}
+	return semconv.ErrorTypeOther.Value.AsString()
+}
+
+// sqlstate returns the SQLSTATE of the server error in err, or "".
+func sqlstate(err error) string {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
+	}
+	return ""
 }

@@ -454,6 +454,7 @@ func TestHook_unsampled(t *testing.T) {
 // attributes: locks whose slots collide rebuild theirs, and Mutexes of one
 // name share them.
 func TestHook_manyLocks(t *testing.T) {
+	t.Parallel()
 	tp, log := newTracing(t)
 	mp, reader := newMetering(t)
 	pool := pgtest.NewPool(t, pgtest.Database(t))
