@@ -2,7 +2,6 @@ package advisorylockotel_test
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"net/url"
@@ -95,25 +94,10 @@ func telemetryTexts(t *testing.T, spans []sdktrace.ReadOnlySpan, rm metricdata.R
 // whose own user does. The hooks record names in full and in metrics, and by
 // default, so that everything that can be recorded is.
 func TestSecrets_telemetry(t *testing.T) {
-	srv := pgtest.Require(t)
 	dsn := pgtest.Database(t)
-	role, password := srv.SecretRole(t)
-	wrong := "s3cr3t-Pa55-" + rand.Text()
-	secrets := []string{password, wrong, srv.Password()}
-	good := pgtest.WithCredentials(t, dsn, role, password, 0)
-
-	tests := []struct {
-		name string
-		dsn  string
-		ok   bool
-	}{
-		{"works", good, true},
-		{"connection refused", pgtest.WithCredentials(t, dsn, role, password, pgtest.ClosedPort(t)), false},
-		{"wrong password for the role", pgtest.WithCredentials(t, dsn, role, wrong, 0), false},
-		{"wrong password for the test's own user", pgtest.WithCredentials(t, dsn, "", wrong, 0), false},
-	}
+	tests, secrets := pgtest.Require(t).SecretDSNs(t, dsn)
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		t.Run(tt.Name, func(t *testing.T) {
 			tp, spans := newTracing(t)
 			mp, reader := newMetering(t)
 			hook := advisorylock.MultiHook(
@@ -121,12 +105,12 @@ func TestSecrets_telemetry(t *testing.T) {
 					advisorylockotel.WithLockName(advisorylockotel.LockNameFull), advisorylockotel.WithMetricLockName(true)),
 				advisorylockotel.NewHook(advisorylockotel.WithTracerProvider(tp), advisorylockotel.WithMeterProvider(mp)),
 			)
-			pool := pgtest.NewPool(t, tt.dsn)
+			pool := pgtest.NewPool(t, tt.DSN)
 			ctx := t.Context()
 			expect := func(what string, err error) {
 				t.Helper()
-				if tt.ok != (err == nil) {
-					t.Errorf("%s: %v (ok = %v)", what, err, tt.ok)
+				if tt.OK != (err == nil) {
+					t.Errorf("%s: %v (ok = %v)", what, err, tt.OK)
 				}
 			}
 
@@ -155,11 +139,11 @@ func TestSecrets_telemetry(t *testing.T) {
 				t.Errorf("Close: %v", err)
 			}
 
-			if tt.ok {
+			if tt.OK {
 				// Busy, timed out, cancelled and lost, as another session
 				// of the same role holds the lock, then the lock's session
 				// is ended.
-				other := pgtest.NewPool(t, tt.dsn)
+				other := pgtest.NewPool(t, tt.DSN)
 				holder, err := advisorylock.New(other, "secrets").Lock(ctx)
 				if err != nil {
 					t.Fatal(err)
@@ -209,7 +193,7 @@ func TestSecrets_telemetry(t *testing.T) {
 					failed++
 				}
 			}
-			if !tt.ok && failed == 0 {
+			if !tt.OK && failed == 0 {
 				t.Error("no span describes the failed connection: the test proves nothing")
 			}
 			texts := telemetryTexts(t, ended, rm)
