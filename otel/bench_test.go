@@ -103,6 +103,18 @@ func (r *referenceHook) HoldEnd(ctx context.Context, _ *advisorylock.Lock, data 
 	r.held.Add(ctx, -1, r.add...)
 }
 
+// underRemoteParent returns a context with a remote span context, as for a
+// request that came with a traceparent: the spans the hooks start are its
+// children, and link to nothing.
+func underRemoteParent() context.Context {
+	return trace.ContextWithRemoteSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID:    trace.TraceID{1},
+		SpanID:     trace.SpanID{1},
+		TraceFlags: trace.FlagsSampled,
+		Remote:     true,
+	}))
+}
+
 // BenchmarkWithLock is an uncontended session-scoped locked section, on one
 // pool and one lock, under a span of the caller's (remote, as for a request
 // that came with a traceparent):
@@ -120,9 +132,9 @@ func (r *referenceHook) HoldEnd(ctx context.Context, _ *advisorylock.Lock, data 
 //     that drops), as production would run, which adds the SDK's hand-off of
 //     each span to its export goroutine;
 //   - interleaved: the cases but the batch one taking turns call by call (see
-//     package interleave). It reports each one's median time per call, its
-//     ratio to nohooks, and otel-added/reference-added: the Hook's added time
-//     over the reference's.
+//     package interleave). It reports each one's median time per call and
+//     its ratio to nohooks, and otel-added/reference-added: the Hook's added
+//     time over the reference's.
 //
 // Each case but interleaved reports its allocations per section.
 func BenchmarkWithLock(b *testing.B) {
@@ -148,59 +160,41 @@ func BenchmarkWithLock(b *testing.B) {
 		return advisorylock.New(pool, name, advisorylock.WithHooks(advisorylockotel.NewHook(opts...)))
 	}
 	plain := advisorylock.New(pool, name)
-	cases := []struct {
-		name string
-		m    *advisorylock.Mutex
-	}{
-		{"nohooks", plain},
-		{"reference", advisorylock.New(pool, name, advisorylock.WithHooks(newReferenceHook(b, recordingTP, mp, plain)))},
-		{"otel", hooked(
-			advisorylockotel.WithTracerProvider(recordingTP),
-			advisorylockotel.WithMeterProvider(mp))},
-		{"otel-noop", hooked(
-			advisorylockotel.WithTracerProvider(tracenoop.NewTracerProvider()),
-			advisorylockotel.WithMeterProvider(metricnoop.NewMeterProvider()))},
-		// The global providers, with no SDK registered: they do nothing, but
-		// the Hook cannot know it, and starts (non-recording) spans.
-		{"otel-global-unset", hooked()},
-		{"otel-batch", hooked(
-			advisorylockotel.WithTracerProvider(batchTP),
-			advisorylockotel.WithMeterProvider(mp))},
-	}
-	ctx := trace.ContextWithRemoteSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
-		TraceID:    trace.TraceID{1},
-		SpanID:     trace.SpanID{1},
-		TraceFlags: trace.FlagsSampled,
-		Remote:     true,
-	}))
+	ctx := underRemoteParent()
 	fn := func(context.Context) (int, error) { return 1, nil }
-	call := func(m *advisorylock.Mutex) func() error {
-		return func() error {
+	section := func(name string, m *advisorylock.Mutex) interleave.Case {
+		return interleave.Case{Name: name, Call: func() error {
 			_, err := advisorylock.WithLock(ctx, m, fn)
 			return err
-		}
+		}}
 	}
-	for _, c := range cases {
-		b.Run(c.name, func(b *testing.B) {
-			run := call(c.m)
-			b.ReportAllocs()
-			for b.Loop() {
-				if err := run(); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
+	interleave.Bench(b, []interleave.Case{
+		section("nohooks", plain),
+		section("reference", advisorylock.New(pool, name, advisorylock.WithHooks(newReferenceHook(b, recordingTP, mp, plain)))),
+		section("otel", hooked(
+			advisorylockotel.WithTracerProvider(recordingTP),
+			advisorylockotel.WithMeterProvider(mp))),
+		section("otel-noop", hooked(
+			advisorylockotel.WithTracerProvider(tracenoop.NewTracerProvider()),
+			advisorylockotel.WithMeterProvider(metricnoop.NewMeterProvider()))),
+		// The global providers, with no SDK registered: they do nothing, but
+		// the Hook cannot know it, and starts (non-recording) spans.
+		section("otel-global-unset", hooked()),
+	}, func(b *testing.B, medians []float64) {
+		b.ReportMetric((medians[2]-medians[0])/(medians[1]-medians[0]), "otel-added/reference-added")
+	})
 
-	b.Run("interleaved", func(b *testing.B) {
-		// Not the batch case: its export goroutine works after a call has
-		// returned, during the next call, of whichever case.
-		var turns []interleave.Case
-		for _, c := range cases[:len(cases)-1] {
-			turns = append(turns, interleave.Case{Name: c.name, Call: call(c.m)})
-		}
-		if med := interleave.Run(b, turns); med != nil {
-			b.ReportMetric((med[2]-med[0])/(med[1]-med[0]), "otel-added/reference-added")
+	// Not interleaved: the batch processor's export goroutine works after a
+	// call has returned, during the next call, of whichever case.
+	batch := section("otel-batch", hooked(
+		advisorylockotel.WithTracerProvider(batchTP),
+		advisorylockotel.WithMeterProvider(mp)))
+	b.Run(batch.Name, func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := batch.Call(); err != nil {
+				b.Fatal(err)
+			}
 		}
 	})
 }
@@ -208,7 +202,8 @@ func BenchmarkWithLock(b *testing.B) {
 // BenchmarkHooks is the work of the hooks of one locked section alone,
 // warm, out of the lock path: AcquireStart, AcquireEnd, HoldStart and HoldEnd
 // called in a row on a lock held throughout, for the reference hook and the
-// Hook, on the SDK's providers recording everything.
+// Hook, on the SDK's providers recording everything, each alone and
+// interleaved.
 func BenchmarkHooks(b *testing.B) {
 	pool := pgtest.NewPool(b, pgtest.Require(b).CreateDatabase(b))
 	tp := sdktrace.NewTracerProvider(
@@ -229,42 +224,18 @@ func BenchmarkHooks(b *testing.B) {
 		advisorylock.Hook
 		advisorylock.HoldHook
 	}
-	ctx := trace.ContextWithRemoteSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
-		TraceID: trace.TraceID{1}, SpanID: trace.SpanID{1}, TraceFlags: trace.FlagsSampled, Remote: true,
-	}))
-	hooks := []struct {
-		name string
-		h    hook
-	}{
-		{"reference", newReferenceHook(b, tp, mp, m)},
-		{"otel", advisorylockotel.NewHook(advisorylockotel.WithTracerProvider(tp), advisorylockotel.WithMeterProvider(mp))},
+	ctx := underRemoteParent()
+	section := func(name string, h hook) interleave.Case {
+		return interleave.Case{Name: name, Call: func() error {
+			actx := h.AcquireStart(ctx, m, advisorylock.AcquireStartData{})
+			h.AcquireEnd(actx, m, advisorylock.AcquireEndData{Wait: time.Millisecond, Lock: l})
+			hctx := h.HoldStart(ctx, l, advisorylock.HoldStartData{Wait: time.Millisecond, AcquireContext: actx})
+			h.HoldEnd(hctx, l, advisorylock.HoldEndData{Held: time.Millisecond})
+			return nil
+		}}
 	}
-	section := func(h hook) {
-		actx := h.AcquireStart(ctx, m, advisorylock.AcquireStartData{})
-		h.AcquireEnd(actx, m, advisorylock.AcquireEndData{Wait: time.Millisecond, Lock: l})
-		hctx := h.HoldStart(ctx, l, advisorylock.HoldStartData{Wait: time.Millisecond, AcquireContext: actx})
-		h.HoldEnd(hctx, l, advisorylock.HoldEndData{Held: time.Millisecond})
-	}
-	for _, c := range hooks {
-		b.Run(c.name, func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				section(c.h)
-			}
-		})
-	}
-	b.Run("interleaved", func(b *testing.B) {
-		// Turns of 16 sections, which take about as long as one locked
-		// section, so that the clock's cost and resolution do not count.
-		var turns []interleave.Case
-		for _, c := range hooks {
-			turns = append(turns, interleave.Case{Name: c.name, Call: func() error {
-				for range 16 {
-					section(c.h)
-				}
-				return nil
-			}})
-		}
-		interleave.Run(b, turns)
-	})
+	interleave.Bench(b, []interleave.Case{
+		section("reference", newReferenceHook(b, tp, mp, m)),
+		section("otel", advisorylockotel.NewHook(advisorylockotel.WithTracerProvider(tp), advisorylockotel.WithMeterProvider(mp))),
+	}, nil)
 }

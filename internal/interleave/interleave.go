@@ -58,3 +58,26 @@ func Run(b *testing.B, cases []Case) []float64 {
 	}
 	return medians
 }
+
+// Bench runs each case as a sub-benchmark of b named after it, which reports
+// its allocations per call, then all of them in turns as the sub-benchmark
+// "interleaved" (see Run), after which report, unless nil, may report more
+// metrics of its own from Run's medians.
+func Bench(b *testing.B, cases []Case, report func(b *testing.B, medians []float64)) {
+	b.Helper()
+	for _, c := range cases {
+		b.Run(c.Name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := c.Call(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	b.Run("interleaved", func(b *testing.B) {
+		if medians := Run(b, cases); medians != nil && report != nil {
+			report(b, medians)
+		}
+	})
+}
