@@ -54,7 +54,7 @@ type referenceHook struct {
 	add                           []metric.AddOption
 }
 
-func newReferenceHook(b *testing.B, tp trace.TracerProvider, mp metric.MeterProvider, m *advisorylock.Mutex) *referenceHook {
+func newReferenceHook(tb testing.TB, tp trace.TracerProvider, mp metric.MeterProvider, m *advisorylock.Mutex) *referenceHook {
 	attrs := trace.WithAttributes(semconv.DBSystemNamePostgreSQL,
 		advisorylockotel.LockKeyKey.String(m.Key().String()),
 		advisorylockotel.LockNameHashKey.String(advisorylockotel.HashLockName(m.Name())),
@@ -75,7 +75,7 @@ func newReferenceHook(b *testing.B, tp trace.TracerProvider, mp metric.MeterProv
 	r.held, errs[2] = meter.Int64UpDownCounter("held")
 	for _, err := range errs {
 		if err != nil {
-			b.Fatal(err)
+			tb.Fatal(err)
 		}
 	}
 	return r
@@ -199,6 +199,22 @@ func BenchmarkWithLock(b *testing.B) {
 	})
 }
 
+// sectionHook is a hook that sees acquisitions and holds.
+type sectionHook interface {
+	advisorylock.Hook
+	advisorylock.HoldHook
+}
+
+// hookSection calls h as a locked section of l does, with ctx: AcquireStart,
+// AcquireEnd, HoldStart and HoldEnd, without taking or releasing l.
+func hookSection(ctx context.Context, h sectionHook, l *advisorylock.Lock) {
+	m := l.Mutex()
+	actx := h.AcquireStart(ctx, m, advisorylock.AcquireStartData{})
+	h.AcquireEnd(actx, m, advisorylock.AcquireEndData{Wait: time.Millisecond, Lock: l})
+	hctx := h.HoldStart(ctx, l, advisorylock.HoldStartData{Wait: time.Millisecond, AcquireContext: actx})
+	h.HoldEnd(hctx, l, advisorylock.HoldEndData{Held: time.Millisecond})
+}
+
 // BenchmarkHooks is the work of the hooks of one locked section alone,
 // warm, out of the lock path: AcquireStart, AcquireEnd, HoldStart and HoldEnd
 // called in a row on a lock held throughout, for the reference hook and the
@@ -220,17 +236,10 @@ func BenchmarkHooks(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = l.Unlock(context.Background()) })
-	type hook interface {
-		advisorylock.Hook
-		advisorylock.HoldHook
-	}
 	ctx := underRemoteParent()
-	section := func(name string, h hook) interleave.Case {
+	section := func(name string, h sectionHook) interleave.Case {
 		return interleave.Case{Name: name, Call: func() error {
-			actx := h.AcquireStart(ctx, m, advisorylock.AcquireStartData{})
-			h.AcquireEnd(actx, m, advisorylock.AcquireEndData{Wait: time.Millisecond, Lock: l})
-			hctx := h.HoldStart(ctx, l, advisorylock.HoldStartData{Wait: time.Millisecond, AcquireContext: actx})
-			h.HoldEnd(hctx, l, advisorylock.HoldEndData{Held: time.Millisecond})
+			hookSection(ctx, h, l)
 			return nil
 		}}
 	}

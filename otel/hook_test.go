@@ -516,3 +516,28 @@ func TestHook_manyLocks(t *testing.T) {
 		t.Errorf("shared acquisitions = %d; want %d", got, names*workers/2)
 	}
 }
+
+// A locked section allocates no more with the Hook, spans recorded and
+// metrics measured, than with the reference hook of the benchmarks, which
+// emits the least telemetry the SDK can: the Hook makes one allocation of its
+// own, and saves the SDK one copy of each span's attributes.
+func TestHook_allocations(t *testing.T) {
+	tp, _ := newTracing(t)
+	mp, _ := newMetering(t)
+	m := advisorylock.New(pgtest.NewPool(t, pgtest.Database(t)), "allocations")
+	l, err := m.Lock(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Unlock(context.Background())
+	ctx := underRemoteParent()
+	section := func(h sectionHook) float64 {
+		return testing.AllocsPerRun(100, func() { hookSection(ctx, h, l) })
+	}
+	reference := section(newReferenceHook(t, tp, mp, m))
+	got := section(advisorylockotel.NewHook(advisorylockotel.WithTracerProvider(tp), advisorylockotel.WithMeterProvider(mp)))
+	if got > reference {
+		t.Errorf("the Hook allocates %v times a section; want at most the reference hook's %v", got, reference)
+	}
+	t.Logf("allocations a section: Hook %v, reference %v", got, reference)
+}
