@@ -38,7 +38,7 @@
 // replaced by its key unless WithLockName(LockNameFull) is given. With
 // slog's text handler:
 //
-//	level=WARN msg="advisorylock: timeout" lock.key=(-107789403,-1898803861) lock.name_hash=a54393f96b8dd28e lock.mode=exclusive lock.scope=session wait=100.9ms err="advisorylock: lock key (-107789403,-1898803861): context deadline exceeded: ERROR: canceling statement due to lock timeout (SQLSTATE 55P03)"
+//	time=2026-12-01T16:06:59.986Z level=WARN msg="advisorylock: timeout" lock.key=(280642407,-2017152350) lock.name_hash=6743ba10a2b2c487 lock.mode=exclusive lock.scope=session wait=517.443694ms err="advisorylock: lock key (280642407,-2017152350): context deadline exceeded: ERROR: canceling statement due to lock timeout (SQLSTATE 55P03)"
 //
 // The pool's connection string is never logged: a failure to connect is
 // described by the driver's error, which names the host, the user and the
