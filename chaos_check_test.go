@@ -235,6 +235,7 @@ func (o chaosOverlap) explanation() string {
 
 // The checker accepts exactly the overlaps the notification explains.
 func TestChaosCheck(t *testing.T) {
+	t.Parallel()
 	const ms = int64(time.Millisecond)
 	bound := chaosNotifyBound(150 * time.Millisecond)
 	sec := func(worker string, seq int, start, end, lostAt int64) chaosSection {

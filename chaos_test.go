@@ -10,7 +10,6 @@ import (
 	"io"
 	"maps"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -111,9 +110,10 @@ func chaosPlanFromEnv(t *testing.T) chaosPlan {
 // advisory lock, and that afterwards no session holds or awaits the lock. The
 // counts are logged, in a one-line summary starting "chaos:".
 func TestChaos(t *testing.T) {
+	// Serial: faults timed against worker processes, which need the CPUs to themselves.
 	plan := chaosPlanFromEnv(t)
 	srv := pgtest.Require(t)
-	dsn := testDB(t)
+	dsn := pgtest.Database(t)
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +125,7 @@ func TestChaos(t *testing.T) {
 		serverDSN: srv.DSN(),
 		dsn:       dsn,
 		dir:       t.TempDir(),
-		admin:     newPool(t, dsn),
+		admin:     pgtest.NewPool(t, dsn),
 		seed:      uint64(time.Now().UnixNano()),
 		bell:      make(chan struct{}, 1),
 		frozen:    make(map[int]chaosFreeze),
@@ -136,14 +136,8 @@ func TestChaos(t *testing.T) {
 	// processes and of the network is not reproducible anyway, so it is only
 	// logged.
 	h.rng = rand.New(rand.NewPCG(h.seed, 7))
-	target := net.JoinHostPort(srv.Host(), strconv.Itoa(srv.Port()))
 	for range plan.workers {
-		proxy, err := pgtest.NewProxy(target)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { proxy.Close() })
-		h.proxies = append(h.proxies, proxy)
+		h.proxies = append(h.proxies, srv.Proxy(t))
 	}
 	// Registered after the proxies' cleanups, so it runs before them: no
 	// worker outlives the test, whatever way it ends.

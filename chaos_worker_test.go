@@ -78,6 +78,7 @@ const (
 // terminated backend, a broken connection) are recorded and retried; any
 // other error fails the worker, which TestChaos reports with its output.
 func TestChaosWorker(t *testing.T) {
+	// Serial: its body runs only in a worker process of TestChaos, as the only test.
 	raw, ok := os.LookupEnv(envChaosWorker)
 	if !ok {
 		return

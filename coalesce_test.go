@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/advisorylock/advisorylock"
+	"github.com/advisorylock/advisorylock/internal/pgtest"
 )
 
 // appName sets the application_name of a pool's sessions, so that a monitor
@@ -23,11 +24,12 @@ func appName(name string) func(*pgxpool.Config) {
 }
 
 // lockSessions counts the sessions named app that hold or await an advisory
-// lock.
+// lock in monitor's database.
 func lockSessions(ctx context.Context, monitor *pgxpool.Pool, app string) (int, error) {
 	var n int
 	err := monitor.QueryRow(ctx, `select count(distinct l.pid) from pg_locks l join pg_stat_activity a using (pid)
-		where l.locktype = 'advisory' and a.application_name = $1`, app).Scan(&n)
+		where l.locktype = 'advisory' and a.application_name = $1
+		and l.database = (select oid from pg_database where datname = current_database())`, app).Scan(&n)
 	return n, err
 }
 
@@ -35,15 +37,16 @@ func lockSessions(ctx context.Context, monitor *pgxpool.Pool, app string) (int, 
 // connection on it: the others queue in the process. The pool's other three
 // connections stay free for the application's queries throughout.
 func TestCoalesce_poolNotPinned(t *testing.T) {
-	dsn := testDB(t)
+	t.Parallel()
+	dsn := pgtest.Database(t)
 	const app = "contenders"
-	pool := newPool(t, dsn, appName(app)) // 4 connections
-	monitor := newPool(t, dsn)
+	pool := pgtest.NewPool(t, dsn, appName(app)) // 4 connections
+	monitor := pgtest.NewPool(t, dsn)
 	warm(t, pool, 4)
 
 	// Another process (a pool of its own) holds the lock while the
 	// goroutines line up.
-	holder, err := advisorylock.New(newPool(t, dsn), "busy").Lock(t.Context())
+	holder, err := advisorylock.New(pgtest.NewPool(t, dsn), "busy").Lock(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +77,7 @@ func TestCoalesce_poolNotPinned(t *testing.T) {
 			}
 		})
 	}
-	awaitWaiters(t, pool, 1)
+	pgtest.AwaitWaiters(t, pool, 1)
 
 	// A monitor samples, until every goroutine is done, how many of the
 	// pool's sessions hold or await the lock.
@@ -182,7 +185,8 @@ func median(d []time.Duration) time.Duration {
 // A wait that queues in the process is bounded like one in the server, and
 // gives up without taking a connection from the pool.
 func TestCoalesce_boundInProcess(t *testing.T) {
-	pool := newPool(t, testDB(t))
+	t.Parallel()
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	holder, err := advisorylock.New(pool, "q").Lock(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -248,7 +252,8 @@ func TestCoalesce_boundInProcess(t *testing.T) {
 
 // Goroutines queued in the process take the lock in the order they asked.
 func TestCoalesce_fifo(t *testing.T) {
-	pool := newPool(t, testDB(t))
+	// Serial: awaitQueued counts the whole process's goroutines queued for a lock.
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	m := advisorylock.New(pool, "fifo")
 	holder, err := m.Lock(t.Context())
 	if err != nil {
@@ -289,9 +294,8 @@ func TestCoalesce_fifo(t *testing.T) {
 // Shared holders of one process hold the lock together; while they wait for
 // an exclusive holder elsewhere, only one of them waits in the server.
 func TestCoalesce_shared(t *testing.T) {
-	dsn := testDB(t)
-	pool := newPool(t, dsn)
-	other := newPool(t, dsn)
+	t.Parallel()
+	pool, other := twoPools(t)
 	exclusive, err := advisorylock.New(other, "s").Lock(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -310,7 +314,7 @@ func TestCoalesce_shared(t *testing.T) {
 			locks <- l
 		}()
 	}
-	awaitWaiters(t, pool, 1)
+	pgtest.AwaitWaiters(t, pool, 1)
 	if got := pool.Stat().AcquiredConns(); got != 1 {
 		t.Errorf("%d connections acquired by %d shared waiters; want 1", got, n)
 	}
@@ -327,7 +331,7 @@ func TestCoalesce_shared(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	awaitHolders(t, other, n) // pool's four connections are all taken
+	pgtest.AwaitHolders(t, other, n) // pool's four connections are all taken
 	for _, l := range held {
 		if err := l.Unlock(t.Context()); err != nil {
 			t.Error(err)

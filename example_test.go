@@ -147,7 +147,7 @@ func ExampleLock_Done() {
 	// Output: done leading: <nil>
 }
 
-func ExampleHolders() {
+func ExampleMutex_Holders() {
 	ctx := context.Background()
 	pool := examplePool()
 	defer pool.Close()

@@ -1,11 +1,9 @@
 package advisorylock
 
 import (
-	"context"
 	"slices"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -38,20 +36,3 @@ func NewSetWithKeys(pool *pgxpool.Pool, keys []Key, opts ...Option) *Mutex {
 
 // IsPair reports whether k is a pair key.
 func (k Key) IsPair() bool { return k.pair }
-
-// Holders lists the holders of keys.
-func Holders(ctx context.Context, pool *pgxpool.Pool, keys ...Key) ([]Holder, error) {
-	if pool == nil {
-		return nil, errNilPool
-	}
-	return holders(ctx, pool, keys)
-}
-
-// TxFromContext returns the transaction of the lock in ctx.
-func TxFromContext(ctx context.Context) (pgx.Tx, bool) {
-	l, ok := LockFromContext(ctx)
-	if !ok || l.tx == nil {
-		return nil, false
-	}
-	return l.Tx(), true
-}

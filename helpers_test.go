@@ -5,11 +5,10 @@ import (
 	"net"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/advisorylock/advisorylock"
 	"github.com/advisorylock/advisorylock/internal/pgtest"
 )
 
@@ -17,65 +16,19 @@ import (
 // DATABASE_URL.
 func TestMain(m *testing.M) { pgtest.MainWithEnv(m, "DATABASE_URL") }
 
-// testDB creates a database of the test's own (advisory locks are per
-// database, so tests cannot see each other's locks) and checks, when the test
-// ends, that no session holds an advisory lock in it.
-func testDB(t *testing.T) string {
+// twoPools returns two pools (see pgtest.NewPool) on a database of the
+// test's own (see pgtest.Database): the subject's, and another process's.
+func twoPools(t *testing.T) (pool, other *pgxpool.Pool) {
 	t.Helper()
-	dsn := pgtest.Require(t).CreateDatabase(t)
-	t.Cleanup(func() { assertNoAdvisoryLocks(t, dsn) })
-	return dsn
+	dsn := pgtest.Database(t)
+	return pgtest.NewPool(t, dsn), pgtest.NewPool(t, dsn)
 }
 
-// newPool returns a pool on dsn (4 connections unless configure says
-// otherwise), checked when the test ends: see pgtest.NewPool.
-func newPool(t *testing.T, dsn string, configure ...func(*pgxpool.Config)) *pgxpool.Pool {
-	t.Helper()
-	return pgtest.NewPool(t, dsn, configure...)
-}
-
-// assertNoAdvisoryLocks fails t if any session holds or awaits an advisory
-// lock in dsn's database, once sessions being torn down have gone (awaited up
-// to 10s).
-func assertNoAdvisoryLocks(t *testing.T, dsn string) {
-	t.Helper()
-	pgtest.AwaitAdvisoryLocks(t, dsn, "true", 0)
-}
-
-// awaitWaiters waits until n sessions of dsn's database wait (granted =
-// false) for an advisory lock, or fails t after 10s.
-func awaitWaiters(t *testing.T, pool *pgxpool.Pool, n int) {
-	t.Helper()
-	awaitLocks(t, pool, "not granted", n)
-}
-
-// awaitHolders waits until n advisory locks of the database are granted.
-func awaitHolders(t *testing.T, pool *pgxpool.Pool, n int) {
-	t.Helper()
-	awaitLocks(t, pool, "granted", n)
-}
-
-func awaitLocks(t *testing.T, pool *pgxpool.Pool, cond string, n int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	var got int
-	for {
-		err := pool.QueryRow(ctx, `select count(*) from pg_locks where locktype = 'advisory' and `+cond+`
-			and database = (select oid from pg_database where datname = current_database())`).Scan(&got)
-		if err != nil {
-			t.Fatalf("awaiting %d advisory locks %s: %v", n, cond, err)
-		}
-		if got == n {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("advisory locks %s: got %d; want %d", cond, got, n)
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
-}
+// scopes are the two lock scopes, for tests run in each.
+var scopes = []struct {
+	label string
+	opt   advisorylock.Option
+}{{"session", nil}, {"transaction", advisorylock.TransactionScope()}}
 
 // writeCounter counts the writes to the server on a pool's connections:
 // pgx sends each round trip's messages in one write.
@@ -100,33 +53,6 @@ type countedConn struct {
 func (c *countedConn) Write(b []byte) (int, error) {
 	c.w.n.Add(1)
 	return c.Conn.Write(b)
-}
-
-// backendPID returns the server process of a session-scoped lock's
-// connection, as seen from the lock's own holder list in pg_locks.
-func lockHolderPIDs(t *testing.T, pool *pgxpool.Pool) []int32 {
-	t.Helper()
-	rows, err := pool.Query(context.Background(), `select pid from pg_locks where locktype = 'advisory' and granted
-		and database = (select oid from pg_database where datname = current_database()) order by pid`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pids
-}
-
-// terminate ends the server sessions pids from a session of its own.
-func terminate(t *testing.T, pool *pgxpool.Pool, pids ...int32) {
-	t.Helper()
-	for _, pid := range pids {
-		var ok bool
-		if err := pool.QueryRow(context.Background(), "select pg_terminate_backend($1)", pid).Scan(&ok); err != nil || !ok {
-			t.Fatalf("pg_terminate_backend(%d) = %v, %v", pid, ok, err)
-		}
-	}
 }
 
 // warm opens n connections in pool, so that tests counting new connections

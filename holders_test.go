@@ -8,15 +8,17 @@ import (
 	"time"
 
 	"github.com/advisorylock/advisorylock"
+	"github.com/advisorylock/advisorylock/internal/pgtest"
 )
 
 // Holders lists holders before waiters, with the sessions' identities, for
 // every kind of key.
 func TestHolders(t *testing.T) {
-	dsn := testDB(t)
-	holderPool := newPool(t, dsn, appName("the-holder"))
-	waiterPool := newPool(t, dsn, appName("the-waiter"))
-	admin := newPool(t, dsn)
+	t.Parallel()
+	dsn := pgtest.Database(t)
+	holderPool := pgtest.NewPool(t, dsn, appName("the-holder"))
+	waiterPool := pgtest.NewPool(t, dsn, appName("the-waiter"))
+	admin := pgtest.NewPool(t, dsn)
 	for _, key := range []advisorylock.Key{
 		advisorylock.KeyFromName("report"),
 		advisorylock.PairKey(math.MinInt32, -1),
@@ -37,9 +39,10 @@ func TestHolders(t *testing.T) {
 				_, err := advisorylock.NewWithKey(waiterPool, key).Lock(ctx)
 				errc <- err
 			}()
-			awaitWaiters(t, admin, 1)
+			pgtest.AwaitWaiters(t, admin, 1)
 
-			hs, err := advisorylock.Holders(t.Context(), admin, key, advisorylock.Int64Key(42))
+			// A set of the key and one nobody holds: only the key's rows.
+			hs, err := advisorylock.NewSetWithKeys(admin, []advisorylock.Key{key, advisorylock.Int64Key(42)}).Holders(t.Context())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -71,8 +74,9 @@ func TestHolders(t *testing.T) {
 
 // A set's Holders covers each of its keys.
 func TestMutexHolders_set(t *testing.T) {
-	dsn := testDB(t)
-	pool := newPool(t, dsn)
+	t.Parallel()
+	dsn := pgtest.Database(t)
+	pool := pgtest.NewPool(t, dsn)
 	m := advisorylock.NewSet(pool, []string{"a", "b", "c"})
 	hs, err := m.Holders(t.Context())
 	if err != nil || len(hs) != 0 {
@@ -83,7 +87,7 @@ func TestMutexHolders_set(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Unlock(context.Background())
-	hs, err = advisorylock.NewSet(newPool(t, dsn), []string{"c", "b", "a"}).Holders(t.Context())
+	hs, err = advisorylock.NewSet(pgtest.NewPool(t, dsn), []string{"c", "b", "a"}).Holders(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,9 +111,10 @@ func TestMutexHolders_set(t *testing.T) {
 // A session-scoped holder's Since is when the lock was granted, also after
 // keepalive probes have run on its session.
 func TestHolders_sinceGranted(t *testing.T) {
-	dsn := testDB(t)
-	pool := newPool(t, dsn, appName("prober"))
-	admin := newPool(t, dsn)
+	t.Parallel()
+	dsn := pgtest.Database(t)
+	pool := pgtest.NewPool(t, dsn, appName("prober"))
+	admin := pgtest.NewPool(t, dsn)
 	m := advisorylock.New(pool, "since", advisorylock.WithKeepalive(50*time.Millisecond))
 	before := time.Now()
 	l, err := m.Lock(t.Context())
@@ -124,7 +129,7 @@ func TestHolders_sinceGranted(t *testing.T) {
 	for {
 		var probed bool
 		if err := admin.QueryRow(ctx, `select coalesce(bool_or(query like '-- advisorylock%' and state_change > $1), false)
-			from pg_stat_activity where application_name = 'prober'`, after.Add(100*time.Millisecond)).Scan(&probed); err != nil {
+			from pg_stat_activity where application_name = 'prober' and datname = current_database()`, after.Add(100*time.Millisecond)).Scan(&probed); err != nil {
 			t.Fatal(err)
 		}
 		if probed {

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/advisorylock/advisorylock"
+	"github.com/advisorylock/advisorylock/internal/pgtest"
 )
 
 // hookEvent is one call of a hook method, as a hookRecorder saw it.
@@ -199,11 +200,12 @@ func assertBalanced(t *testing.T, log *hookLog) {
 // Each way an acquisition can end is reported once, with its outcome, its
 // error and its wait; only an acquired lock is reported to HoldStart.
 func TestHooks_outcomes(t *testing.T) {
-	dsn := testDB(t)
-	pool := newPool(t, dsn)
+	t.Parallel()
+	dsn := pgtest.Database(t)
+	pool := pgtest.NewPool(t, dsn)
 	// The holder is on a pool of its own, as in another process: waiters
 	// then wait in the server, not in this process's queue for the lock.
-	holder, err := advisorylock.New(newPool(t, dsn), "outcomes").Lock(t.Context())
+	holder, err := advisorylock.New(pgtest.NewPool(t, dsn), "outcomes").Lock(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +260,7 @@ func TestHooks_outcomes(t *testing.T) {
 				done <- r
 			}()
 			if tt.cancel {
-				awaitWaiters(t, pool, 1)
+				pgtest.AwaitWaiters(t, pool, 1)
 				cancel()
 			}
 			r := <-done
@@ -330,8 +332,9 @@ func TestHooks_outcomes(t *testing.T) {
 // A Mutex whose input is bad fails before any hook is called: no Start goes
 // without its End.
 func TestHooks_badInputCallsNoHook(t *testing.T) {
+	t.Parallel()
 	rec := newHookRecorder("r")
-	pool := newPool(t, testDB(t))
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	for _, m := range []*advisorylock.Mutex{
 		advisorylock.New(pool, "", advisorylock.WithHooks(rec)),
 		advisorylock.New(nil, "x", advisorylock.WithHooks(rec)),
@@ -349,7 +352,8 @@ func TestHooks_badInputCallsNoHook(t *testing.T) {
 // Every acquisition reports AcquireEnd once per AcquireStart, and every hold
 // HoldEnd once per HoldStart, with concurrent holders, waiters and timeouts.
 func TestHooks_balancedUnderContention(t *testing.T) {
-	pool := newPool(t, testDB(t))
+	t.Parallel()
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	rec := newHookRecorder("r")
 	m := advisorylock.New(pool, "contended", advisorylock.WithHooks(rec), advisorylock.WithTimeout(30*time.Millisecond))
 	var wg sync.WaitGroup
@@ -387,7 +391,8 @@ func TestHooks_balancedUnderContention(t *testing.T) {
 // HoldStart and HoldEnd pair up around the hold, however it ends, and Held
 // covers the time the caller held the lock.
 func TestHooks_hold(t *testing.T) {
-	pool := newPool(t, testDB(t))
+	t.Parallel()
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
 		for _, release := range []string{"Unlock", "Rollback", "WithLock", "WithLock error"} {
 			rec := newHookRecorder("r")
@@ -460,7 +465,7 @@ func TestHooks_hold(t *testing.T) {
 // terminateAndWait ends the server session pid and waits until it has exited.
 func terminateAndWait(t *testing.T, pool *pgxpool.Pool, pid int32) {
 	t.Helper()
-	terminate(t, pool, pid)
+	pgtest.Terminate(t, pool, pid)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for {
@@ -483,6 +488,7 @@ func terminateAndWait(t *testing.T, pool *pgxpool.Pool, pid int32) {
 // then HoldEnd, whoever notices: the watcher, the release, or a statement in
 // the lock's transaction.
 func TestHooks_lost(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		scope  advisorylock.Option
@@ -519,7 +525,7 @@ func TestHooks_lost(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pool := newPool(t, testDB(t))
+			pool := pgtest.NewPool(t, pgtest.Database(t))
 			warm(t, pool, 2) // so that the loss is set up quickly
 			rec := newHookRecorder("r")
 			m := advisorylock.New(pool, "lost", tt.scope, advisorylock.WithHooks(rec))
@@ -527,7 +533,7 @@ func TestHooks_lost(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			pids := lockHolderPIDs(t, pool)
+			pids := pgtest.AdvisoryLockPIDs(t, pool, "granted")
 			if len(pids) != 1 {
 				t.Fatalf("holders %v; want one", pids)
 			}
@@ -556,7 +562,7 @@ func TestHooks_lost(t *testing.T) {
 			if got := len(rec.log.all()); got != 5 {
 				t.Errorf("%d hook calls after releasing a lost lock; want 5 (log %v)", got, rec.log.ops())
 			}
-			if got, want := len(lockHolderPIDs(t, pool)), 0; got != want {
+			if got, want := len(pgtest.AdvisoryLockPIDs(t, pool, "granted")), 0; got != want {
 				t.Errorf("%d sessions hold the lock; want %d", got, want)
 			}
 		})
@@ -581,12 +587,13 @@ func (h slowHoldStart) HoldStart(ctx context.Context, l *advisorylock.Lock, data
 // returned, with the context it returned: the watcher starts once the hooks
 // have seen the lock.
 func TestHooks_lostDuringHoldStart(t *testing.T) {
-	pool := newPool(t, testDB(t))
+	t.Parallel()
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	warm(t, pool, 2)
 	rec := slowHoldStart{hookRecorder: newHookRecorder("r")}
 	doneDuring := false
 	rec.during = func(l *advisorylock.Lock) {
-		terminateAndWait(t, pool, lockHolderPIDs(t, pool)[0])
+		terminateAndWait(t, pool, pgtest.AdvisoryLockPIDs(t, pool, "granted")[0])
 		// A watcher running now would notice the ended session at once:
 		// give it five times the delay before it starts watching.
 		select {
@@ -627,7 +634,8 @@ func TestHooks_lostDuringHoldStart(t *testing.T) {
 // each hook only for the interfaces it implements. Nested MultiHooks and
 // several WithHooks are flattened in order; nil hooks are ignored.
 func TestMultiHook(t *testing.T) {
-	pool := newPool(t, testDB(t))
+	t.Parallel()
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	log := newHookLog()
 	a, b, c, d := newHookRecorder("a"), newHookRecorder("b"), newHookRecorder("c"), newHookRecorder("d")
 	for _, r := range []*hookRecorder{a, b, c, d} {
@@ -640,7 +648,7 @@ func TestMultiHook(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	terminateAndWait(t, pool, lockHolderPIDs(t, pool)[0])
+	terminateAndWait(t, pool, pgtest.AdvisoryLockPIDs(t, pool, "granted")[0])
 	<-l.Done()
 	log.await(t, "HoldEnd", 3)
 
@@ -682,7 +690,8 @@ func TestMultiHook(t *testing.T) {
 // MultiHook of no hooks, or of only nil hooks, is no hook: the Mutex takes
 // the hook-free path and works.
 func TestMultiHook_empty(t *testing.T) {
-	pool := newPool(t, testDB(t))
+	t.Parallel()
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	m := advisorylock.New(pool, "empty", advisorylock.WithHooks(advisorylock.MultiHook(), advisorylock.MultiHook(nil), nil))
 	if _, err := advisorylock.WithLock(t.Context(), m, func(context.Context) (int, error) { return 0, nil }); err != nil {
 		t.Fatal(err)
@@ -693,8 +702,8 @@ func TestMultiHook_empty(t *testing.T) {
 // the lock held nor a connection acquired: the panic goes on to the caller,
 // and the lock is free again at once.
 func TestHooks_panic(t *testing.T) {
-	dsn := testDB(t)
-	pool, otherPool := newPool(t, dsn), newPool(t, dsn)
+	t.Parallel()
+	pool, otherPool := twoPools(t)
 	for _, op := range []string{"AcquireStart", "AcquireEnd", "HoldStart", "HoldEnd"} {
 		for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
 			for _, via := range []string{"Lock", "WithLock"} {
@@ -733,7 +742,7 @@ func TestHooks_panic(t *testing.T) {
 					// would see it) and in this process's queue for the lock.
 					// A lock released by closing its connection is free once
 					// the server has ended the session, a moment later.
-					awaitHolders(t, otherPool, 0)
+					pgtest.AwaitHolders(t, otherPool, 0)
 					for _, p := range []*pgxpool.Pool{otherPool, pool} {
 						other, err := advisorylock.New(p, "panic").TryLock(t.Context())
 						if err != nil {
@@ -752,7 +761,8 @@ func TestHooks_panic(t *testing.T) {
 // The context HoldStart returns is the parent of the one WithLock hands its
 // function; the acquisition's context is not.
 func TestHooks_holdContextIsFnParent(t *testing.T) {
-	pool := newPool(t, testDB(t))
+	t.Parallel()
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
 		rec := newHookRecorder("r")
 		m := advisorylock.New(pool, "parent", scope, advisorylock.WithHooks(rec))

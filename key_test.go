@@ -14,6 +14,7 @@ import (
 // (strToKey), so a Go process and a Node.js process naming the same lock take
 // the same key.
 func TestKeyFromName_npmVectors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		k1, k2 int32
@@ -47,6 +48,7 @@ func TestKeyFromName_npmVectors(t *testing.T) {
 }
 
 func TestKey_forms(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name     string
 		key      advisorylock.Key

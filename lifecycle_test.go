@@ -3,7 +3,6 @@ package advisorylock_test
 import (
 	"context"
 	"errors"
-	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -24,7 +23,7 @@ import (
 // calls were appending to as well (a data race, which -race reports).
 func TestLock_concurrentTimeoutsOnOneSet(t *testing.T) {
 	t.Parallel()
-	pool := newPool(t, testDB(t), func(c *pgxpool.Config) { c.MaxConns = 4 })
+	pool := pgtest.NewPool(t, pgtest.Database(t), func(c *pgxpool.Config) { c.MaxConns = 4 })
 	m := advisorylock.NewSet(pool, []string{"a", "b", "c"}, advisorylock.AllowPooler(), advisorylock.Shared())
 	var wg sync.WaitGroup
 	for g := range 4 {
@@ -56,9 +55,9 @@ func TestLock_concurrentTimeoutsOnOneSet(t *testing.T) {
 // armed with.
 func TestWithLock_releaseBoundAfterLoss(t *testing.T) {
 	t.Parallel()
-	dsn := testDB(t)
-	pool := newPool(t, dsn)
-	admin := newPool(t, dsn)
+	dsn := pgtest.Database(t)
+	pool := pgtest.NewPool(t, dsn)
+	admin := pgtest.NewPool(t, dsn)
 	// A bound that fires at once: the timer races the release's own checks.
 	m := advisorylock.New(pool, "bound-after-loss", advisorylock.WithReleaseTimeout(time.Nanosecond))
 	for i := range 20 {
@@ -80,17 +79,9 @@ func TestWithLock_releaseBoundAfterLoss(t *testing.T) {
 // for the probe's own bound, a whole keepalive interval.
 func TestUnlock_boundedDuringProbe(t *testing.T) {
 	t.Parallel()
-	srv := pgtest.Require(t)
-	dsn := testDB(t)
-	proxy, err := pgtest.NewProxy(net.JoinHostPort(srv.Host(), strconv.Itoa(srv.Port())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { proxy.Close() })
-	pool := newPool(t, dsn, func(c *pgxpool.Config) {
-		c.ConnConfig.Host = "127.0.0.1"
-		c.ConnConfig.Port = uint16(proxy.Port())
-	})
+	dsn := pgtest.Database(t)
+	proxy := pgtest.Require(t).Proxy(t)
+	pool := pgtest.NewPool(t, dsn, pgtest.ViaProxy(proxy, false))
 	const keepalive = 3 * time.Second
 	m := advisorylock.New(pool, "unlock-during-probe", advisorylock.WithKeepalive(keepalive))
 	l, err := m.Lock(t.Context())
@@ -126,7 +117,7 @@ func TestUnlock_boundedDuringProbe(t *testing.T) {
 		t.Error("Done not closed after Unlock returned")
 	}
 	// The session ended, and the lock with it: another session gets it.
-	other := advisorylock.New(newPool(t, dsn), "unlock-during-probe", advisorylock.WithTimeout(10*time.Second))
+	other := advisorylock.New(pgtest.NewPool(t, dsn), "unlock-during-probe", advisorylock.WithTimeout(10*time.Second))
 	l2, err := other.Lock(t.Context())
 	if err != nil {
 		t.Fatalf("the lock is still held after Unlock: %v", err)
@@ -141,9 +132,9 @@ func TestUnlock_boundedDuringProbe(t *testing.T) {
 // lock is lost at once, not only at release.
 func TestTx_lostUnderBatchAndQuery(t *testing.T) {
 	t.Parallel()
-	dsn := testDB(t)
-	pool := newPool(t, dsn)
-	admin := newPool(t, dsn)
+	dsn := pgtest.Database(t)
+	pool := pgtest.NewPool(t, dsn)
+	admin := pgtest.NewPool(t, dsn)
 	for _, tt := range []struct {
 		name string
 		run  func(ctx context.Context, tx pgx.Tx) error
@@ -210,12 +201,12 @@ func TestTx_lostUnderBatchAndQuery(t *testing.T) {
 // "advisorylock: " prefix, and says each fact once.
 func TestErrors_onePrefix(t *testing.T) {
 	t.Parallel()
-	dsn := testDB(t)
-	pool := newPool(t, dsn)
-	admin := newPool(t, dsn)
+	dsn := pgtest.Database(t)
+	pool := pgtest.NewPool(t, dsn)
+	admin := pgtest.NewPool(t, dsn)
 	ctx := t.Context()
 	m := advisorylock.New(pool, "x")
-	other := advisorylock.New(newPool(t, dsn), "x")
+	other := advisorylock.New(pgtest.NewPool(t, dsn), "x")
 	check := func(what string, err error, want string, sentinel error) {
 		t.Helper()
 		switch {

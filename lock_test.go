@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -14,11 +15,13 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/advisorylock/advisorylock"
+	"github.com/advisorylock/advisorylock/internal/pgtest"
 )
 
 func TestLock_excludesAndReleases(t *testing.T) {
-	dsn := testDB(t)
-	pool := newPool(t, dsn)
+	t.Parallel()
+	dsn := pgtest.Database(t)
+	pool := pgtest.NewPool(t, dsn)
 	ctx := t.Context()
 	m := advisorylock.New(pool, "excl")
 
@@ -33,7 +36,8 @@ func TestLock_excludesAndReleases(t *testing.T) {
 	k1, k2, _ := m.Key().Pair()
 	var classid, objid uint32
 	var objsubid int
-	err = pool.QueryRow(ctx, "select classid::int8, objid::int8, objsubid from pg_locks where locktype = 'advisory' and granted").Scan(&classid, &objid, &objsubid)
+	err = pool.QueryRow(ctx, `select classid::int8, objid::int8, objsubid from pg_locks where locktype = 'advisory' and granted
+		and database = (select oid from pg_database where datname = current_database())`).Scan(&classid, &objid, &objsubid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,8 +69,9 @@ func TestLock_excludesAndReleases(t *testing.T) {
 }
 
 func TestUnlock_twice(t *testing.T) {
+	t.Parallel()
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
-		m := advisorylock.New(newPool(t, testDB(t)), "twice", scope)
+		m := advisorylock.New(pgtest.NewPool(t, pgtest.Database(t)), "twice", scope)
 		t.Run(m.Scope().String(), func(t *testing.T) {
 			l, err := m.Lock(t.Context())
 			if err != nil {
@@ -97,7 +102,8 @@ func TestUnlock_twice(t *testing.T) {
 }
 
 func TestUnlock_concurrent(t *testing.T) {
-	m := advisorylock.New(newPool(t, testDB(t)), "concurrent-unlock")
+	t.Parallel()
+	m := advisorylock.New(pgtest.NewPool(t, pgtest.Database(t)), "concurrent-unlock")
 	l, err := m.Lock(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -125,7 +131,8 @@ func TestUnlock_concurrent(t *testing.T) {
 
 // A session lock pins one connection while held and gives it back after.
 func TestLock_pinsOneConnection(t *testing.T) {
-	pool := newPool(t, testDB(t))
+	t.Parallel()
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	m := advisorylock.New(pool, "pin")
 	l, err := m.Lock(t.Context())
 	if err != nil {
@@ -144,12 +151,13 @@ func TestLock_pinsOneConnection(t *testing.T) {
 }
 
 func TestLock_waitsInServer(t *testing.T) {
-	dsn := testDB(t)
-	pool := newPool(t, dsn)
+	t.Parallel()
+	dsn := pgtest.Database(t)
+	pool := pgtest.NewPool(t, dsn)
 	m := advisorylock.New(pool, "wait")
 	// The holder uses a pool of its own, as another process would: waiters
 	// on the same pool queue in this process behind one server-side waiter.
-	holder, err := advisorylock.New(newPool(t, dsn), "wait").Lock(t.Context())
+	holder, err := advisorylock.New(pgtest.NewPool(t, dsn), "wait").Lock(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +170,7 @@ func TestLock_waitsInServer(t *testing.T) {
 	}()
 	// The waiter shows in pg_locks as an ungranted request: it waits in the
 	// server, not in a polling loop.
-	awaitWaiters(t, pool, 1)
+	pgtest.AwaitWaiters(t, pool, 1)
 	var calls int
 	if err := pool.QueryRow(t.Context(), `select count(*) from pg_stat_activity where wait_event_type = 'Lock' and wait_event = 'advisory'
 		and datname = current_database()`).Scan(&calls); err != nil {
@@ -183,12 +191,13 @@ func TestLock_waitsInServer(t *testing.T) {
 }
 
 func TestLock_timeout(t *testing.T) {
+	// Serial: the server's lock_timeout must answer within the client's 250ms grace.
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
-		dsn := testDB(t)
-		pool := newPool(t, dsn)
+		dsn := pgtest.Database(t)
+		pool := pgtest.NewPool(t, dsn)
 		warm(t, pool, 2)
 		// Held from another pool, so the waits below happen in the server.
-		holder, err := advisorylock.New(newPool(t, dsn), "timeout").Lock(t.Context())
+		holder, err := advisorylock.New(pgtest.NewPool(t, dsn), "timeout").Lock(t.Context())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -251,13 +260,14 @@ func TestLock_timeout(t *testing.T) {
 // 100 timed-out acquisitions reuse the pool's connections: none is closed
 // and none opened.
 func TestLock_timeoutKeepsConnections(t *testing.T) {
+	t.Parallel()
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
-		dsn := testDB(t)
-		pool := newPool(t, dsn)
+		dsn := pgtest.Database(t)
+		pool := pgtest.NewPool(t, dsn)
 		warm(t, pool, 2)
 		m := advisorylock.New(pool, "keep", advisorylock.WithTimeout(time.Millisecond), scope)
 		t.Run(m.Scope().String(), func(t *testing.T) {
-			holder, err := advisorylock.New(newPool(t, dsn), "keep").Lock(t.Context())
+			holder, err := advisorylock.New(pgtest.NewPool(t, dsn), "keep").Lock(t.Context())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -280,13 +290,14 @@ func TestLock_timeoutKeepsConnections(t *testing.T) {
 }
 
 func TestLock_cancel(t *testing.T) {
+	t.Parallel()
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
-		dsn := testDB(t)
-		pool := newPool(t, dsn)
+		dsn := pgtest.Database(t)
+		pool := pgtest.NewPool(t, dsn)
 		warm(t, pool, 3)
 		m := advisorylock.New(pool, "cancel", scope)
 		t.Run(m.Scope().String(), func(t *testing.T) {
-			holder, err := advisorylock.New(newPool(t, dsn), "cancel").Lock(t.Context())
+			holder, err := advisorylock.New(pgtest.NewPool(t, dsn), "cancel").Lock(t.Context())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -297,7 +308,7 @@ func TestLock_cancel(t *testing.T) {
 				_, err := m.Lock(ctx)
 				errc <- err
 			}()
-			awaitWaiters(t, pool, 1)
+			pgtest.AwaitWaiters(t, pool, 1)
 			newConns := pool.Stat().NewConnsCount()
 			start := time.Now()
 			cancel()
@@ -309,7 +320,7 @@ func TestLock_cancel(t *testing.T) {
 			if got := pool.Stat().NewConnsCount() - newConns; got != 0 {
 				t.Errorf("the cancellation opened %d connections; want 0", got)
 			}
-			awaitWaiters(t, pool, 0)
+			pgtest.AwaitWaiters(t, pool, 0)
 		})
 	}
 }
@@ -317,7 +328,8 @@ func TestLock_cancel(t *testing.T) {
 // The lock_timeout that bounds a wait is never seen afterwards: not on the
 // pooled connection, not by the statements run in a transaction-scoped lock.
 func TestLock_timeoutSettingDoesNotLeak(t *testing.T) {
-	pool := newPool(t, testDB(t), func(c *pgxpool.Config) {
+	t.Parallel()
+	pool := pgtest.NewPool(t, pgtest.Database(t), func(c *pgxpool.Config) {
 		c.MaxConns = 1
 		c.ConnConfig.RuntimeParams["lock_timeout"] = "7s"
 	})
@@ -344,8 +356,8 @@ func TestLock_timeoutSettingDoesNotLeak(t *testing.T) {
 	}
 	tm := advisorylock.New(pool, "leak", advisorylock.WithTimeout(300*time.Millisecond), advisorylock.TransactionScope())
 	got, err := advisorylock.WithLock(ctx, tm, func(ctx context.Context) (string, error) {
-		tx, _ := advisorylock.TxFromContext(ctx)
-		return show(tx), nil
+		l, _ := advisorylock.LockFromContext(ctx)
+		return show(l.Tx()), nil
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -361,8 +373,9 @@ func TestLock_timeoutSettingDoesNotLeak(t *testing.T) {
 // Acquisition and release cost one round trip each, with or without a
 // timeout, in both scopes.
 func TestLock_roundTrips(t *testing.T) {
+	t.Parallel()
 	var w writeCounter
-	pool := newPool(t, testDB(t), w.configure)
+	pool := pgtest.NewPool(t, pgtest.Database(t), w.configure)
 	ctx := t.Context()
 	if err := pool.Ping(ctx); err != nil { // connect and warm up
 		t.Fatal(err)
@@ -407,7 +420,8 @@ func TestLock_roundTrips(t *testing.T) {
 // The conflict matrix: shared excludes only exclusive, in and across both
 // scopes.
 func TestLock_conflictMatrix(t *testing.T) {
-	pool := newPool(t, testDB(t))
+	t.Parallel()
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	type variant struct {
 		mode  advisorylock.Option
 		scope advisorylock.Option
@@ -447,9 +461,79 @@ func TestLock_conflictMatrix(t *testing.T) {
 	}
 }
 
+// TryLock is answered by the server, not only by this process's queue for
+// the lock, which is per pool: from a second pool, as from another process, a
+// conflicting TryLock fails with ErrLocked while the lock is held, without
+// taking it, and succeeds once it is released; shared holders on the two
+// pools hold the lock together.
+func TestTryLock_excludesAcrossPools(t *testing.T) {
+	t.Parallel()
+	holderPool, otherPool := twoPools(t)
+	for _, held := range []advisorylock.Option{nil, advisorylock.Shared()} {
+		for _, mode := range []advisorylock.Option{nil, advisorylock.Shared()} {
+			for _, scope := range scopes {
+				holder := advisorylock.New(holderPool, "across", held)
+				m := advisorylock.New(otherPool, "across", mode, scope.opt)
+				conflict := holder.Mode() == advisorylock.ModeExclusive || m.Mode() == advisorylock.ModeExclusive
+				t.Run(fmt.Sprintf("%s held, %s %s TryLock", holder.Mode(), m.Mode(), m.Scope()), func(t *testing.T) {
+					ctx := t.Context()
+					hl, err := holder.Lock(ctx)
+					if err != nil {
+						t.Fatal(err)
+					}
+					defer func() {
+						if hl != nil {
+							_ = hl.Unlock(context.Background())
+						}
+					}()
+					acquires := otherPool.Stat().AcquireCount()
+					l, err := m.TryLock(ctx)
+					if got := otherPool.Stat().AcquireCount() - acquires; got != 1 {
+						t.Errorf("TryLock took %d connections from its pool; want 1: the server answers", got)
+					}
+					if !conflict {
+						if err != nil {
+							t.Fatalf("TryLock while shared-held elsewhere = %v; want the lock", err)
+						}
+						pids := pgtest.AdvisoryLockPIDs(t, otherPool, "granted")
+						if len(pids) != 2 || !slices.Contains(pids, hl.PID()) || !slices.Contains(pids, l.PID()) || hl.PID() == l.PID() {
+							t.Errorf("sessions holding the lock: %v; want both holders, %d and %d", pids, hl.PID(), l.PID())
+						}
+						if err := l.Unlock(ctx); err != nil {
+							t.Fatal(err)
+						}
+						return
+					}
+					if !errors.Is(err, advisorylock.ErrLocked) {
+						if err == nil {
+							_ = l.Unlock(ctx)
+						}
+						t.Fatalf("TryLock while held elsewhere = %v; want ErrLocked", err)
+					}
+					if pids := pgtest.AdvisoryLockPIDs(t, otherPool, "true"); !slices.Equal(pids, []int32{hl.PID()}) {
+						t.Errorf("sessions holding or awaiting the lock after the refusal: %v; want the holder's alone, %d", pids, hl.PID())
+					}
+					if err := hl.Unlock(ctx); err != nil {
+						t.Fatal(err)
+					}
+					hl = nil
+					l, err = m.TryLock(ctx)
+					if err != nil {
+						t.Fatalf("TryLock after the holder's Unlock = %v; want the lock", err)
+					}
+					if err := l.Unlock(ctx); err != nil {
+						t.Fatal(err)
+					}
+				})
+			}
+		}
+	}
+}
+
 // Explicit keys use the bigint and int4-pair spaces, which never conflict.
 func TestNewWithKey(t *testing.T) {
-	pool := newPool(t, testDB(t))
+	t.Parallel()
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	ctx := t.Context()
 	big := advisorylock.NewWithKey(pool, advisorylock.Int64Key(7))
 	pair := advisorylock.NewWithKey(pool, advisorylock.PairKey(0, 7))
@@ -485,9 +569,10 @@ func TestNewWithKey(t *testing.T) {
 // reports a timeout. The library must release such grants before the
 // connection goes back to the pool.
 func TestLock_cancelRace(t *testing.T) {
-	dsn := testDB(t)
-	pool := newPool(t, dsn, func(c *pgxpool.Config) { c.MaxConns = 2 })
-	holderPool := newPool(t, dsn, func(c *pgxpool.Config) { c.MaxConns = 1 })
+	// Serial: the race is a matter of timing (a release around a 2ms timeout).
+	dsn := pgtest.Database(t)
+	pool := pgtest.NewPool(t, dsn, func(c *pgxpool.Config) { c.MaxConns = 2 })
+	holderPool := pgtest.NewPool(t, dsn, func(c *pgxpool.Config) { c.MaxConns = 1 })
 	ctx := t.Context()
 	waiter := advisorylock.New(pool, "race", advisorylock.WithTimeout(2*time.Millisecond))
 	holder := advisorylock.New(holderPool, "race")
@@ -544,16 +629,17 @@ func TestLock_cancelRace(t *testing.T) {
 }
 
 func TestWithLock_returnsValue(t *testing.T) {
+	t.Parallel()
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
-		m := advisorylock.New(newPool(t, testDB(t)), "value", scope)
+		m := advisorylock.New(pgtest.NewPool(t, pgtest.Database(t)), "value", scope)
 		t.Run(m.Scope().String(), func(t *testing.T) {
 			got, err := advisorylock.WithLock(t.Context(), m, func(ctx context.Context) (int, error) {
-				if l, ok := advisorylock.LockFromContext(ctx); !ok || l.Mutex() != m {
-					t.Error("LockFromContext: no lock of m in fn's context")
+				l, ok := advisorylock.LockFromContext(ctx)
+				if !ok || l.Mutex() != m {
+					t.Fatal("LockFromContext: no lock of m in fn's context")
 				}
-				_, isTx := advisorylock.TxFromContext(ctx)
-				if want := m.Scope() == advisorylock.ScopeTransaction; isTx != want {
-					t.Errorf("TxFromContext ok = %v; want %v", isTx, want)
+				if isTx, want := l.Tx() != nil, m.Scope() == advisorylock.ScopeTransaction; isTx != want {
+					t.Errorf("the lock in fn's context has a transaction: %v; want %v", isTx, want)
 				}
 				return 42, nil
 			})
@@ -565,7 +651,8 @@ func TestWithLock_returnsValue(t *testing.T) {
 }
 
 func TestWithLock_fnErrorReleases(t *testing.T) {
-	m := advisorylock.New(newPool(t, testDB(t)), "fn-error")
+	t.Parallel()
+	m := advisorylock.New(pgtest.NewPool(t, pgtest.Database(t)), "fn-error")
 	boom := errors.New("boom")
 	got, err := advisorylock.WithLock(t.Context(), m, func(ctx context.Context) (string, error) {
 		return "partial", boom
@@ -581,8 +668,9 @@ func TestWithLock_fnErrorReleases(t *testing.T) {
 }
 
 func TestWithLock_panicReleases(t *testing.T) {
+	t.Parallel()
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
-		m := advisorylock.New(newPool(t, testDB(t)), "panic", scope)
+		m := advisorylock.New(pgtest.NewPool(t, pgtest.Database(t)), "panic", scope)
 		t.Run(m.Scope().String(), func(t *testing.T) {
 			func() {
 				defer func() {
@@ -604,7 +692,8 @@ func TestWithLock_panicReleases(t *testing.T) {
 }
 
 func TestWithLock_goexitReleases(t *testing.T) {
-	m := advisorylock.New(newPool(t, testDB(t)), "goexit")
+	t.Parallel()
+	m := advisorylock.New(pgtest.NewPool(t, pgtest.Database(t)), "goexit")
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -624,7 +713,8 @@ func TestWithLock_goexitReleases(t *testing.T) {
 // fn's writes through the lock's transaction commit with it on success and
 // roll back with it on error or panic.
 func TestWithLock_transactionWrites(t *testing.T) {
-	pool := newPool(t, testDB(t))
+	t.Parallel()
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	ctx := t.Context()
 	if _, err := pool.Exec(ctx, "create table runs (name text primary key)"); err != nil {
 		t.Fatal(err)
@@ -632,9 +722,10 @@ func TestWithLock_transactionWrites(t *testing.T) {
 	m := advisorylock.New(pool, "tx-writes", advisorylock.TransactionScope())
 	insert := func(name string, fail error, panics bool) func(context.Context) (struct{}, error) {
 		return func(ctx context.Context) (struct{}, error) {
-			tx, ok := advisorylock.TxFromContext(ctx)
-			if !ok {
-				t.Fatal("TxFromContext: no transaction")
+			l, _ := advisorylock.LockFromContext(ctx)
+			tx := l.Tx()
+			if tx == nil {
+				t.Fatal("the lock in fn's context has no transaction")
 			}
 			if _, err := tx.Exec(ctx, "insert into runs values ($1)", name); err != nil {
 				return struct{}{}, err
@@ -672,7 +763,8 @@ func TestWithLock_transactionWrites(t *testing.T) {
 // The transaction handed to fn cannot be ended by fn, and cannot be used once
 // the lock is released.
 func TestLock_txManaged(t *testing.T) {
-	pool := newPool(t, testDB(t))
+	t.Parallel()
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	ctx := t.Context()
 	l, err := advisorylock.New(pool, "managed", advisorylock.TransactionScope()).Lock(ctx)
 	if err != nil {
@@ -702,7 +794,8 @@ func TestLock_txManaged(t *testing.T) {
 // A failed commit (the transaction had an error) still releases the lock and
 // says so.
 func TestUnlock_commitRolledBack(t *testing.T) {
-	pool := newPool(t, testDB(t))
+	t.Parallel()
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	ctx := t.Context()
 	m := advisorylock.New(pool, "rolled-back", advisorylock.TransactionScope())
 	l, err := m.Lock(ctx)

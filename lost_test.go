@@ -3,12 +3,8 @@ package advisorylock_test
 import (
 	"context"
 	"errors"
-	"net"
-	"strconv"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/advisorylock/advisorylock"
 	"github.com/advisorylock/advisorylock/internal/pgtest"
@@ -31,20 +27,21 @@ func awaitDone(t *testing.T, l *advisorylock.Lock, start time.Time, bound time.D
 // Unlock report ErrLockLost, the connection is not returned to the pool, and
 // another contender gets the lock.
 func TestLost_terminatedBackend(t *testing.T) {
-	pool := newPool(t, testDB(t))
+	t.Parallel()
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	ctx := t.Context()
 	m := advisorylock.New(pool, "terminated")
 	l, err := m.Lock(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pids := lockHolderPIDs(t, pool)
+	pids := pgtest.AdvisoryLockPIDs(t, pool, "granted")
 	if len(pids) != 1 {
 		t.Fatalf("holders = %v; want one", pids)
 	}
 	total := pool.Stat().TotalConns()
 	start := time.Now()
-	terminate(t, pool, pids[0])
+	pgtest.Terminate(t, pool, pids[0])
 	took := awaitDone(t, l, start, 5*time.Second)
 	t.Logf("terminated backend noticed after %v", took)
 	if err := l.Err(); !errors.Is(err, advisorylock.ErrLockLost) {
@@ -68,12 +65,13 @@ func TestLost_terminatedBackend(t *testing.T) {
 // WithLock's function learns of the loss through its context's cause, and
 // WithLock reports it next to the function's own result.
 func TestLost_withLockContext(t *testing.T) {
-	pool := newPool(t, testDB(t))
+	t.Parallel()
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	m := advisorylock.New(pool, "fn-lost")
 	var took time.Duration
 	got, err := advisorylock.WithLock(t.Context(), m, func(ctx context.Context) (string, error) {
 		start := time.Now()
-		terminate(t, pool, lockHolderPIDs(t, pool)...)
+		pgtest.Terminate(t, pool, pgtest.AdvisoryLockPIDs(t, pool, "granted")...)
 		select {
 		case <-ctx.Done():
 			took = time.Since(start)
@@ -97,18 +95,9 @@ func TestLost_withLockContext(t *testing.T) {
 // A release that the server never answers is cut short at WithLock's release
 // bound: fn's value comes back with ErrLockLost, and the connection is gone.
 func TestWithLock_releaseBound(t *testing.T) {
+	t.Parallel()
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
-		srv := pgtest.Require(t)
-		dsn := testDB(t)
-		proxy, err := pgtest.NewProxy(net.JoinHostPort(srv.Host(), strconv.Itoa(srv.Port())))
-		if err != nil {
-			t.Fatal(err)
-		}
-		pool := newPool(t, dsn, func(c *pgxpool.Config) {
-			c.ConnConfig.Host = "127.0.0.1"
-			c.ConnConfig.Port = uint16(proxy.Port())
-		})
-		t.Cleanup(func() { proxy.Close() })
+		proxy, pool := pgtest.Require(t).ProxiedPool(t, pgtest.Database(t))
 		const bound = 300 * time.Millisecond
 		// No probe: only the release bound can notice the silence.
 		m := advisorylock.New(pool, "release-bound", advisorylock.WithKeepalive(0), scope,
@@ -142,19 +131,8 @@ func TestWithLock_releaseBound(t *testing.T) {
 // A network that goes silent (the server neither answers nor closes) is
 // noticed by the keepalive probe within two intervals.
 func TestLost_silentNetwork(t *testing.T) {
-	srv := pgtest.Require(t)
-	dsn := testDB(t)
-	proxy, err := pgtest.NewProxy(net.JoinHostPort(srv.Host(), strconv.Itoa(srv.Port())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Registered after newPool's cleanup would be, so it runs before it: the
-	// sessions behind the frozen proxy end when the proxy closes them.
-	pool := newPool(t, dsn, func(c *pgxpool.Config) {
-		c.ConnConfig.Host = "127.0.0.1"
-		c.ConnConfig.Port = uint16(proxy.Port())
-	})
-	t.Cleanup(func() { proxy.Close() })
+	t.Parallel()
+	proxy, pool := pgtest.Require(t).ProxiedPool(t, pgtest.Database(t))
 	const interval = 250 * time.Millisecond
 	m := advisorylock.New(pool, "silent", advisorylock.WithKeepalive(interval))
 	l, err := m.Lock(t.Context())
@@ -180,8 +158,9 @@ func TestLost_silentNetwork(t *testing.T) {
 // The keepalive probe costs at most one small query per interval, and none
 // while the lock is released quickly.
 func TestLost_probeCost(t *testing.T) {
+	t.Parallel()
 	var w writeCounter
-	pool := newPool(t, testDB(t), w.configure)
+	pool := pgtest.NewPool(t, pgtest.Database(t), w.configure)
 	const interval = 100 * time.Millisecond
 	m := advisorylock.New(pool, "probe", advisorylock.WithKeepalive(interval))
 	l, err := m.Lock(t.Context())
@@ -204,8 +183,9 @@ func TestLost_probeCost(t *testing.T) {
 // A server restart ends every session: every holder is told, and the lock can
 // be taken again once the server is back.
 func TestLost_serverRestart(t *testing.T) {
+	// Serial: restarting the server ends every session, the other tests' too.
 	srv := pgtest.Require(t)
-	pool := newPool(t, testDB(t))
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	ctx := t.Context()
 	var locks []*advisorylock.Lock
 	for _, name := range []string{"restart-a", "restart-b", "restart-c"} {
@@ -239,15 +219,17 @@ func TestLost_serverRestart(t *testing.T) {
 // statement fails, fn's context is cancelled with ErrLockLost, and WithLock
 // reports the loss.
 func TestLost_transactionScope(t *testing.T) {
-	pool := newPool(t, testDB(t))
+	t.Parallel()
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	m := advisorylock.New(pool, "tx-lost", advisorylock.TransactionScope())
 	_, err := advisorylock.WithLock(t.Context(), m, func(ctx context.Context) (int, error) {
-		tx, _ := advisorylock.TxFromContext(ctx)
+		l, _ := advisorylock.LockFromContext(ctx)
+		tx := l.Tx()
 		var pid int32
 		if err := tx.QueryRow(ctx, "select pg_backend_pid()").Scan(&pid); err != nil {
 			return 0, err
 		}
-		terminate(t, pool, pid)
+		pgtest.Terminate(t, pool, pid)
 		if _, err := tx.Exec(ctx, "select 1"); err == nil {
 			return 0, errors.New("a statement on a terminated session succeeded")
 		}
@@ -269,6 +251,7 @@ func TestLost_transactionScope(t *testing.T) {
 // A hot standby's advisory locks exclude nobody on the primary: locking there
 // is refused, and the check costs no round trip.
 func TestLock_refusesHotStandby(t *testing.T) {
+	t.Parallel()
 	srv := pgtest.Require(t)
 	standby, err := srv.StartStandby(t.Context())
 	if err != nil {
@@ -276,7 +259,7 @@ func TestLock_refusesHotStandby(t *testing.T) {
 	}
 	t.Cleanup(func() { standby.Stop() })
 	var w writeCounter
-	pool := newPool(t, standby.DSN(), w.configure)
+	pool := pgtest.NewPool(t, standby.DSN(), w.configure)
 	if err := pool.Ping(t.Context()); err != nil {
 		t.Fatal(err)
 	}

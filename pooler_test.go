@@ -83,12 +83,15 @@ import (
 	"github.com/advisorylock/advisorylock/internal/pgtest"
 )
 
-// poolerStart starts PgBouncer, configured by cfg, in front of dsn's database;
-// it stops when the test ends. Call it after testDB and before newPool on its
-// DSN, so that the pools close before it stops.
-func poolerStart(t *testing.T, dsn string, cfg pgtest.PgBouncerConfig) *pgtest.PgBouncer {
+// poolerStart creates the test's database, starts PgBouncer in front of it,
+// configured by cfg, and returns it with a pool connected to the database
+// directly. PgBouncer stops when the test ends, after the pools made on its
+// DSN have closed.
+func poolerStart(t *testing.T, cfg pgtest.PgBouncerConfig) (*pgtest.PgBouncer, *pgxpool.Pool) {
 	t.Helper()
-	return pgtest.Require(t).StartPgBouncer(t, dsn, cfg)
+	dsn := pgtest.Database(t)
+	b := pgtest.Require(t).StartPgBouncer(t, dsn, cfg)
+	return b, pgtest.NewPool(t, dsn)
 }
 
 // poolerPool reads b's pool, failing t on error.
@@ -110,27 +113,14 @@ func poolerAssertIdle(t *testing.T, b *pgtest.PgBouncer) {
 	}
 }
 
-// poolerLockCount counts, right now, the advisory locks held or awaited in
-// the database of pool, which must connect directly.
-func poolerLockCount(t *testing.T, pool *pgxpool.Pool) int {
-	t.Helper()
-	var n int
-	err := pool.QueryRow(context.Background(), `select count(*) from pg_locks where locktype = 'advisory'
-		and database = (select oid from pg_database where datname = current_database())`).Scan(&n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
 // poolerReleaseStranded ends the server sessions that hold advisory locks in
 // the database of direct (which must connect directly) and waits until b has
 // dropped them and the locks are gone: locks stranded behind a pooler have
 // no client to release them.
 func poolerReleaseStranded(t *testing.T, b *pgtest.PgBouncer, direct *pgxpool.Pool) {
 	t.Helper()
-	pids := lockHolderPIDs(t, direct)
-	terminate(t, direct, slices.Compact(pids)...)
+	pids := pgtest.AdvisoryLockPIDs(t, direct, "granted")
+	pgtest.Terminate(t, direct, slices.Compact(pids)...)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for {
@@ -147,26 +137,26 @@ func poolerReleaseStranded(t *testing.T, b *pgtest.PgBouncer, direct *pgxpool.Po
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	awaitHolders(t, direct, 0)
+	pgtest.AwaitHolders(t, direct, 0)
 }
 
 // Transaction-scoped locks through transaction pooling exclude each other and
 // locks taken directly: TryLock finds them held, Lock waits in the server and
 // gets the lock when its holder commits.
 func TestPooler_transactionScopeExcludes(t *testing.T) {
-	dsn := testDB(t)
-	b := poolerStart(t, dsn, pgtest.PgBouncerConfig{PoolSize: 3})
-	direct := newPool(t, dsn)
+	t.Parallel()
+	b, direct := poolerStart(t, pgtest.PgBouncerConfig{PoolSize: 3})
 	const name = "pooler-tx"
-	holder := advisorylock.New(newPool(t, b.DSN()), name, advisorylock.TransactionScope())
-	other := advisorylock.New(newPool(t, b.DSN()), name, advisorylock.TransactionScope())
+	holder := advisorylock.New(pgtest.NewPool(t, b.DSN()), name, advisorylock.TransactionScope())
+	other := advisorylock.New(pgtest.NewPool(t, b.DSN()), name, advisorylock.TransactionScope())
 	directM := advisorylock.New(direct, name, advisorylock.TransactionScope())
 
 	got := make(chan *advisorylock.Lock, 1)
 	errc := make(chan error, 1)
 	_, err := advisorylock.WithLock(t.Context(), holder, func(ctx context.Context) (struct{}, error) {
-		tx, ok := advisorylock.TxFromContext(ctx)
-		if !ok {
+		l, _ := advisorylock.LockFromContext(ctx)
+		tx := l.Tx()
+		if tx == nil {
 			t.Fatal("no transaction in WithLock's context")
 		}
 		// The lock lives in the server session of the lock's transaction.
@@ -174,7 +164,7 @@ func TestPooler_transactionScopeExcludes(t *testing.T) {
 		if err := tx.QueryRow(ctx, "select pg_backend_pid()").Scan(&txPID); err != nil {
 			t.Fatal(err)
 		}
-		if pids := lockHolderPIDs(t, direct); len(pids) != 1 || pids[0] != txPID {
+		if pids := pgtest.AdvisoryLockPIDs(t, direct, "granted"); len(pids) != 1 || pids[0] != txPID {
 			t.Errorf("lock held by sessions %v; want the transaction's, %d", pids, txPID)
 		}
 		for _, m := range []*advisorylock.Mutex{other, directM} {
@@ -190,7 +180,7 @@ func TestPooler_transactionScopeExcludes(t *testing.T) {
 			errc <- err
 			got <- l
 		}()
-		awaitWaiters(t, direct, 1)
+		pgtest.AwaitWaiters(t, direct, 1)
 		select {
 		case err := <-errc:
 			t.Fatalf("Lock returned while the lock was held: %v", err)
@@ -205,7 +195,7 @@ func TestPooler_transactionScopeExcludes(t *testing.T) {
 		t.Fatalf("Lock after the holder committed: %v", err)
 	}
 	l := <-got
-	if pids := lockHolderPIDs(t, direct); len(pids) != 1 {
+	if pids := pgtest.AdvisoryLockPIDs(t, direct, "granted"); len(pids) != 1 {
 		t.Errorf("lock held by sessions %v after the hand-over; want one", pids)
 	}
 	if err := l.Unlock(t.Context()); err != nil {
@@ -218,10 +208,9 @@ func TestPooler_transactionScopeExcludes(t *testing.T) {
 // server's lock_timeout, and with a cancel request, which PgBouncer delivers
 // to the right server session: the connection survives both.
 func TestPooler_transactionScopeTimeoutAndCancel(t *testing.T) {
-	dsn := testDB(t)
-	b := poolerStart(t, dsn, pgtest.PgBouncerConfig{PoolSize: 2})
-	direct := newPool(t, dsn)
-	pool := newPool(t, b.DSN())
+	t.Parallel()
+	b, direct := poolerStart(t, pgtest.PgBouncerConfig{PoolSize: 2})
+	pool := pgtest.NewPool(t, b.DSN())
 	warm(t, pool, 1)
 	const name = "pooler-tx-wait"
 	holder, err := advisorylock.New(direct, name).Lock(t.Context())
@@ -250,14 +239,14 @@ func TestPooler_transactionScopeTimeoutAndCancel(t *testing.T) {
 		_, err := advisorylock.New(pool, name, advisorylock.TransactionScope()).Lock(ctx)
 		errc <- err
 	}()
-	awaitWaiters(t, direct, 1)
+	pgtest.AwaitWaiters(t, direct, 1)
 	cancel()
 	err = <-errc
 	var pgErr *pgconn.PgError
 	if !errors.Is(err, context.Canceled) || !errors.As(err, &pgErr) || pgErr.Code != "57014" {
 		t.Fatalf("cancelled Lock: got %v; want context.Canceled with the server's 57014", err)
 	}
-	awaitWaiters(t, direct, 0)
+	pgtest.AwaitWaiters(t, direct, 0)
 	if st := pool.Stat(); st.NewConnsCount() != 1 || st.TotalConns() != 1 {
 		t.Errorf("pool opened %d connections and has %d; want the one it had (no reconnect)", st.NewConnsCount(), st.TotalConns())
 	}
@@ -269,9 +258,8 @@ func TestPooler_transactionScopeTimeoutAndCancel(t *testing.T) {
 // transaction-scoped lock with a read and a separate write: any two
 // increments overlapping would lose one.
 func TestPooler_transactionScopeCounter(t *testing.T) {
-	dsn := testDB(t)
-	b := poolerStart(t, dsn, pgtest.PgBouncerConfig{PoolSize: 2})
-	direct := newPool(t, dsn)
+	t.Parallel()
+	b, direct := poolerStart(t, pgtest.PgBouncerConfig{PoolSize: 2})
 	ctx := t.Context()
 	if _, err := direct.Exec(ctx, `create table counter (n int not null);
 		insert into counter values (0);
@@ -285,7 +273,7 @@ func TestPooler_transactionScopeCounter(t *testing.T) {
 	}
 	clients := []client{{direct, "direct"}}
 	for range bouncerPools {
-		clients = append(clients, client{newPool(t, b.DSN()), "pgbouncer"})
+		clients = append(clients, client{pgtest.NewPool(t, b.DSN()), "pgbouncer"})
 	}
 
 	begin := time.Now()
@@ -297,7 +285,8 @@ func TestPooler_transactionScopeCounter(t *testing.T) {
 			wg.Go(func() {
 				for range rounds {
 					_, err := advisorylock.WithLock(ctx, m, func(ctx context.Context) (struct{}, error) {
-						tx, _ := advisorylock.TxFromContext(ctx)
+						l, _ := advisorylock.LockFromContext(ctx)
+						tx := l.Tx()
 						var n int
 						if err := tx.QueryRow(ctx, "select n from counter").Scan(&n); err != nil {
 							return struct{}{}, err
@@ -349,10 +338,9 @@ func TestPooler_transactionScopeCounter(t *testing.T) {
 // ErrPooler, whose message names the fixes; nothing is locked, and the
 // connection goes back to the pool unharmed.
 func TestPooler_sessionScopeRefused(t *testing.T) {
-	dsn := testDB(t)
-	b := poolerStart(t, dsn, pgtest.PgBouncerConfig{PoolSize: 2})
-	direct := newPool(t, dsn)
-	pool := newPool(t, b.DSN())
+	t.Parallel()
+	b, direct := poolerStart(t, pgtest.PgBouncerConfig{PoolSize: 2})
+	pool := pgtest.NewPool(t, b.DSN())
 	warm(t, pool, 1)
 	password := pgtest.Require(t).Password()
 
@@ -412,7 +400,7 @@ func TestPooler_sessionScopeRefused(t *testing.T) {
 			if password != "" && strings.Contains(err.Error(), password) {
 				t.Error("the error shows the password")
 			}
-			if n := poolerLockCount(t, direct); n != 0 {
+			if n := len(pgtest.AdvisoryLockPIDs(t, direct, "true")); n != 0 {
 				t.Errorf("%d advisory locks in the server after the refusal; want 0", n)
 			}
 			if n := pool.Stat().AcquiredConns(); n != 0 {
@@ -437,13 +425,12 @@ func TestPooler_sessionScopeRefused(t *testing.T) {
 // mode; statement mode refuses them with PgBouncer's own error. Nothing is
 // left locked.
 func TestPooler_guardInEveryPoolMode(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []string{pgtest.PoolTransaction, pgtest.PoolSession, pgtest.PoolStatement} {
 		t.Run(mode, func(t *testing.T) {
-			dsn := testDB(t)
-			b := poolerStart(t, dsn, pgtest.PgBouncerConfig{PoolMode: mode})
-			direct := newPool(t, dsn)
+			b, direct := poolerStart(t, pgtest.PgBouncerConfig{PoolMode: mode})
 			for _, qmode := range []pgx.QueryExecMode{pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
-				pool := newPool(t, b.DSN(), func(cfg *pgxpool.Config) { cfg.ConnConfig.DefaultQueryExecMode = qmode })
+				pool := pgtest.NewPool(t, b.DSN(), func(cfg *pgxpool.Config) { cfg.ConnConfig.DefaultQueryExecMode = qmode })
 				for _, names := range [][]string{{"pooler-modes"}, {"pooler-modes", "pooler-modes-2"}} {
 					m := advisorylock.NewSet(pool, names)
 					if _, err := m.Lock(t.Context()); !errors.Is(err, advisorylock.ErrPooler) {
@@ -463,7 +450,7 @@ func TestPooler_guardInEveryPoolMode(t *testing.T) {
 							t.Errorf("transaction-scoped Lock of %v in statement mode, %v: got %v; want PgBouncer's 08P01", names, qmode, err)
 						}
 					}
-					awaitHolders(t, direct, 0)
+					pgtest.AwaitHolders(t, direct, 0)
 				}
 			}
 		})
@@ -475,12 +462,11 @@ func TestPooler_guardInEveryPoolMode(t *testing.T) {
 // PgBouncer's DISCARD ALL releases what it held, though the server session
 // lives on.
 func TestPooler_sessionModeAllowPooler(t *testing.T) {
-	dsn := testDB(t)
-	b := poolerStart(t, dsn, pgtest.PgBouncerConfig{PoolMode: pgtest.PoolSession, PoolSize: 3})
-	direct := newPool(t, dsn)
+	t.Parallel()
+	b, direct := poolerStart(t, pgtest.PgBouncerConfig{PoolMode: pgtest.PoolSession, PoolSize: 3})
 	const name = "pooler-session-mode"
-	mA := advisorylock.New(newPool(t, b.DSN()), name, advisorylock.AllowPooler())
-	mB := advisorylock.New(newPool(t, b.DSN()), name, advisorylock.AllowPooler())
+	mA := advisorylock.New(pgtest.NewPool(t, b.DSN()), name, advisorylock.AllowPooler())
+	mB := advisorylock.New(pgtest.NewPool(t, b.DSN()), name, advisorylock.AllowPooler())
 	ctx := t.Context()
 
 	l, err := mA.Lock(ctx)
@@ -513,11 +499,11 @@ func TestPooler_sessionModeAllowPooler(t *testing.T) {
 	if err := conn.QueryRow(ctx, "select pg_backend_pid() from (select pg_advisory_lock(1)) l").Scan(&pid); err != nil {
 		t.Fatal(err)
 	}
-	awaitHolders(t, direct, 1)
+	pgtest.AwaitHolders(t, direct, 1)
 	if err := conn.Close(ctx); err != nil {
 		t.Fatal(err)
 	}
-	awaitHolders(t, direct, 0)
+	pgtest.AwaitHolders(t, direct, 0)
 	pids, err := b.ServerPIDs(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -532,12 +518,11 @@ func TestPooler_sessionModeAllowPooler(t *testing.T) {
 // both get the same exclusive lock, since both lock calls run in that one
 // session and session locks stack.
 func TestPooler_allowPoolerSharesLock(t *testing.T) {
-	dsn := testDB(t)
-	b := poolerStart(t, dsn, pgtest.PgBouncerConfig{PoolSize: 1})
-	direct := newPool(t, dsn)
+	t.Parallel()
+	b, direct := poolerStart(t, pgtest.PgBouncerConfig{PoolSize: 1})
 	const name = "pooler-danger-shared"
-	mA := advisorylock.New(newPool(t, b.DSN()), name, advisorylock.AllowPooler())
-	mB := advisorylock.New(newPool(t, b.DSN()), name, advisorylock.AllowPooler())
+	mA := advisorylock.New(pgtest.NewPool(t, b.DSN()), name, advisorylock.AllowPooler())
+	mB := advisorylock.New(pgtest.NewPool(t, b.DSN()), name, advisorylock.AllowPooler())
 	t.Cleanup(func() { poolerReleaseStranded(t, b, direct) }) // runs before the pools' checks
 	ctx := t.Context()
 
@@ -554,7 +539,7 @@ func TestPooler_allowPoolerSharesLock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if holders := lockHolderPIDs(t, direct); len(holders) != 1 || !slices.Equal(holders, servers) {
+	if holders := pgtest.AdvisoryLockPIDs(t, direct, "granted"); len(holders) != 1 || !slices.Equal(holders, servers) {
 		t.Errorf("lock holders %v; want PgBouncer's one server session %v", holders, servers)
 	}
 	if _, err := advisorylock.New(direct, name).TryLock(ctx); !errors.Is(err, advisorylock.ErrLocked) {
@@ -566,7 +551,7 @@ func TestPooler_allowPoolerSharesLock(t *testing.T) {
 			t.Errorf("Unlock: %v", err)
 		}
 	}
-	awaitHolders(t, direct, 0)
+	pgtest.AwaitHolders(t, direct, 0)
 }
 
 // The other danger, shown deterministically: with AllowPooler through
@@ -575,10 +560,9 @@ func TestPooler_allowPoolerSharesLock(t *testing.T) {
 // session no client owns; the next client on that session holds it without
 // asking.
 func TestPooler_allowPoolerStrandsLock(t *testing.T) {
-	dsn := testDB(t)
-	b := poolerStart(t, dsn, pgtest.PgBouncerConfig{PoolSize: 2})
-	direct := newPool(t, dsn)
-	poolA, poolB := newPool(t, b.DSN()), newPool(t, b.DSN())
+	t.Parallel()
+	b, direct := poolerStart(t, pgtest.PgBouncerConfig{PoolSize: 2})
+	poolA, poolB := pgtest.NewPool(t, b.DSN()), pgtest.NewPool(t, b.DSN())
 	const name = "pooler-danger-stranded"
 	t.Cleanup(func() { poolerReleaseStranded(t, b, direct) }) // runs before the pools' checks
 	ctx := t.Context()
@@ -587,7 +571,7 @@ func TestPooler_allowPoolerStrandsLock(t *testing.T) {
 	if err != nil {
 		t.Fatalf("client A: %v", err)
 	}
-	holders := lockHolderPIDs(t, direct)
+	holders := pgtest.AdvisoryLockPIDs(t, direct, "granted")
 	if len(holders) != 1 {
 		t.Fatalf("lock holders %v; want one", holders)
 	}
@@ -609,7 +593,7 @@ func TestPooler_allowPoolerStrandsLock(t *testing.T) {
 	if err := lA.Unlock(ctx); !errors.Is(err, advisorylock.ErrLockLost) {
 		t.Errorf("A's Unlock in another session: got %v; want ErrLockLost", err)
 	}
-	if got := lockHolderPIDs(t, direct); !slices.Equal(got, holders) {
+	if got := pgtest.AdvisoryLockPIDs(t, direct, "granted"); !slices.Equal(got, holders) {
 		t.Errorf("lock holders after A's unlock %v; want %v, stranded", got, holders)
 	}
 	// B holds the lock without asking: taking it again succeeds in that session.
@@ -625,7 +609,7 @@ func TestPooler_allowPoolerStrandsLock(t *testing.T) {
 	if _, err := advisorylock.New(direct, name).TryLock(ctx); !errors.Is(err, advisorylock.ErrLocked) {
 		t.Errorf("TryLock connected directly: got %v; want ErrLocked (stranded)", err)
 	}
-	if n := poolerLockCount(t, direct); n != 1 {
+	if n := len(pgtest.AdvisoryLockPIDs(t, direct, "true")); n != 1 {
 		t.Errorf("%d advisory lock rows; want the 1 stranded", n)
 	}
 }

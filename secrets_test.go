@@ -2,12 +2,10 @@ package advisorylock_test
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -21,31 +19,6 @@ import (
 	"github.com/advisorylock/advisorylock/internal/pgtest"
 )
 
-// secretRole is a login role created for a test, with a password made to be
-// found in any text it leaks into.
-type secretRole struct {
-	name, password string
-}
-
-// newSecretRole creates a login role with a password made to be found in
-// any text it leaks into (see pgtest.Server.SecretRole); register it before
-// the pools that use it.
-func newSecretRole(t *testing.T) secretRole {
-	t.Helper()
-	name, password := pgtest.Require(t).SecretRole(t)
-	return secretRole{name: name, password: password}
-}
-
-// dsnUser returns the user of dsn (a URL).
-func dsnUser(t *testing.T, dsn string) string {
-	t.Helper()
-	u, err := url.Parse(dsn)
-	if err != nil || u.User == nil {
-		t.Fatal("the test DSN is not a URL with a user")
-	}
-	return u.User.Username()
-}
-
 // keywordDSN returns dsn (a URL) in the keyword/value form, the password
 // written with spaces around '=' as libpq allows.
 func keywordDSN(t *testing.T, dsn string) string {
@@ -56,17 +29,6 @@ func keywordDSN(t *testing.T, dsn string) string {
 	}
 	return fmt.Sprintf("host=%s port=%d dbname=%s user=%s password = '%s' sslmode=disable",
 		cfg.Host, cfg.Port, cfg.Database, cfg.User, cfg.Password)
-}
-
-// unusedPort returns a loopback port nothing listens on.
-func unusedPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // textLog collects every text the library hands out: errors (their text,
@@ -83,7 +45,7 @@ func (g *textLog) add(where string, vs ...any) {
 	defer g.mu.Unlock()
 	for _, v := range vs {
 		if err, ok := v.(error); ok && err != nil {
-			for _, e := range errorChain(err) {
+			for _, e := range pgtest.ErrorChain(err) {
 				g.texts = append(g.texts, where+": "+e.Error(), where+": "+fmt.Sprintf("%+v", e), where+": "+fmt.Sprintf("%#v", e))
 			}
 			continue
@@ -106,43 +68,7 @@ func (g *textLog) all() []string {
 // assertNone fails t for every collected text containing one of secrets.
 func (g *textLog) assertNone(t *testing.T, secrets ...string) {
 	t.Helper()
-	texts := g.all()
-	if len(texts) == 0 {
-		t.Fatal("no text collected: the test proves nothing")
-	}
-	for _, text := range texts {
-		for _, s := range secrets {
-			if s != "" && strings.Contains(text, s) {
-				if len(text) > 600 {
-					text = text[:600] + "…"
-				}
-				t.Errorf("a secret shows in %s", text)
-			}
-		}
-	}
-}
-
-// errorChain returns err and every error it wraps, through Unwrap() error
-// and Unwrap() []error: a caller may log any of them.
-func errorChain(err error) []error {
-	var chain []error
-	var walk func(error)
-	walk = func(e error) {
-		if e == nil {
-			return
-		}
-		chain = append(chain, e)
-		switch u := e.(type) {
-		case interface{ Unwrap() error }:
-			walk(u.Unwrap())
-		case interface{ Unwrap() []error }:
-			for _, inner := range u.Unwrap() {
-				walk(inner)
-			}
-		}
-	}
-	walk(err)
-	return chain
+	pgtest.AssertNoSecrets(t, g.all(), secrets...)
 }
 
 // textHook records all its hook calls, their data, the Mutex and the Lock,
@@ -216,15 +142,15 @@ func exerciseMutexes(t *testing.T, g *textLog, pool *pgxpool.Pool, ok bool) {
 			check("Rollback", l.Rollback(ctx))
 		}
 		_, err = advisorylock.WithLock(ctx, m, func(ctx context.Context) (int, error) {
-			if tx, ok := advisorylock.TxFromContext(ctx); ok {
-				_, err := tx.Exec(ctx, "select 1")
+			if l, _ := advisorylock.LockFromContext(ctx); l.Tx() != nil {
+				_, err := l.Tx().Exec(ctx, "select 1")
 				g.add("tx Exec", err)
 			}
 			return 0, nil
 		})
 		check("WithLock "+m.String(), err)
-		_, err = advisorylock.Holders(ctx, pool, m.Key())
-		check("Holders", err)
+		_, err = advisorylock.NewWithKey(pool, m.Key()).Holders(ctx)
+		check("Holders by key", err)
 	}
 }
 
@@ -276,35 +202,20 @@ func exerciseElection(t *testing.T, g *textLog, pool *pgxpool.Pool, ok bool) {
 // whose role gets a wrong password, and one where the superuser does; the
 // connection strings as URLs and in keyword/value form.
 func TestSecrets_library(t *testing.T) {
-	srv := pgtest.Require(t)
-	dsn := testDB(t)
-	role := newSecretRole(t)
-	wrong := "s3cr3t-Pa55-" + rand.Text()
-	secrets := []string{role.password, wrong, srv.Password()}
-
-	good := pgtest.WithCredentials(t, dsn, role.name, role.password, 0)
-	tests := []struct {
-		name string
-		dsn  string
-		ok   bool
-	}{
-		{"works", good, true},
-		{"works, keyword/value", keywordDSN(t, good), true},
-		{"connection refused", pgtest.WithCredentials(t, dsn, role.name, role.password, unusedPort(t)), false},
-		{"connection refused, keyword/value", keywordDSN(t, pgtest.WithCredentials(t, dsn, role.name, role.password, unusedPort(t))), false},
-		{"wrong password for the role", pgtest.WithCredentials(t, dsn, role.name, wrong, 0), false},
-		{"wrong password for the role, keyword/value", keywordDSN(t, pgtest.WithCredentials(t, dsn, role.name, wrong, 0)), false},
-		{"wrong password for the test's own user", pgtest.WithCredentials(t, dsn, dsnUser(t, dsn), wrong, 0), false},
+	t.Parallel()
+	tests, secrets := pgtest.Require(t).SecretDSNs(t, pgtest.Database(t))
+	for _, tt := range tests {
+		tests = append(tests, pgtest.SecretDSN{Name: tt.Name + ", keyword/value", DSN: keywordDSN(t, tt.DSN), OK: tt.OK})
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if !strings.Contains(tt.dsn, role.password) && !strings.Contains(tt.dsn, wrong) {
+		t.Run(tt.Name, func(t *testing.T) {
+			if !slices.ContainsFunc(secrets, func(s string) bool { return strings.Contains(tt.DSN, s) }) {
 				t.Fatal("the connection string holds no password: the test proves nothing")
 			}
 			g := &textLog{}
-			pool := newPool(t, tt.dsn)
-			exerciseMutexes(t, g, pool, tt.ok)
-			exerciseElection(t, g, pool, tt.ok)
+			pool := pgtest.NewPool(t, tt.DSN)
+			exerciseMutexes(t, g, pool, tt.OK)
+			exerciseElection(t, g, pool, tt.OK)
 			g.assertNone(t, secrets...)
 		})
 	}
@@ -313,11 +224,12 @@ func TestSecrets_library(t *testing.T) {
 // A lock lost while held (its session ended) reports the loss to hooks, to
 // Err and to Unlock; none of it shows the password.
 func TestSecrets_lostLock(t *testing.T) {
+	t.Parallel()
 	srv := pgtest.Require(t)
-	dsn := testDB(t)
-	role := newSecretRole(t)
-	pool := newPool(t, pgtest.WithCredentials(t, dsn, role.name, role.password, 0))
-	admin := newPool(t, dsn)
+	dsn := pgtest.Database(t)
+	role, password := srv.SecretRole(t)
+	pool := pgtest.NewPool(t, pgtest.WithCredentials(t, dsn, role, password, 0))
+	admin := pgtest.NewPool(t, dsn)
 	g := &textLog{}
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
 		m := advisorylock.New(pool, "secrets-lost", scope, advisorylock.WithHooks(textHook{g}))
@@ -325,11 +237,11 @@ func TestSecrets_lostLock(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pids := lockHolderPIDs(t, admin)
+		pids := pgtest.AdvisoryLockPIDs(t, admin, "granted")
 		if len(pids) != 1 {
 			t.Fatalf("sessions holding an advisory lock: %v; want the lock's", pids)
 		}
-		terminate(t, admin, pids[0])
+		pgtest.Terminate(t, admin, pids[0])
 		if l.Tx() != nil {
 			_, err := l.Tx().Exec(t.Context(), "select 1")
 			g.add("tx Exec", err)
@@ -345,7 +257,7 @@ func TestSecrets_lostLock(t *testing.T) {
 			t.Errorf("Err() = %v; want ErrLockLost", l.Err())
 		}
 	}
-	g.assertNone(t, role.password, srv.Password())
+	g.assertNone(t, password, srv.Password())
 }
 
 // The library takes a ready *pgxpool.Pool and never parses a connection
@@ -358,6 +270,7 @@ func TestSecrets_lostLock(t *testing.T) {
 // left out here. withlock never prints pgx's quote of the string
 // (describeParseError).
 func TestSecrets_pgxParseConfigErrors(t *testing.T) {
+	t.Parallel()
 	const pw = "s3cr3t-Pa55-parse"
 	for _, tt := range []struct{ name, conn string }{
 		{"URL, bad port", "postgres://u:" + pw + "@127.0.0.1:notaport/db"},
@@ -377,7 +290,7 @@ func TestSecrets_pgxParseConfigErrors(t *testing.T) {
 			if err == nil {
 				t.Fatalf("ParseConfig succeeded; want an error")
 			}
-			for _, e := range errorChain(err) {
+			for _, e := range pgtest.ErrorChain(err) {
 				if strings.Contains(e.Error(), pw) {
 					t.Errorf("ParseConfig's error shows the password: %v", e)
 				}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -11,29 +12,16 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/advisorylock/advisorylock"
+	"github.com/advisorylock/advisorylock/internal/pgtest"
 )
 
 // advisoryLocksOf counts the granted advisory locks of each session in the
 // pool's database.
 func advisoryLocksOf(t *testing.T, pool *pgxpool.Pool) map[int32]int {
 	t.Helper()
-	rows, err := pool.Query(t.Context(), `select pid, count(*) from pg_locks where locktype = 'advisory' and granted
-		and database = (select oid from pg_database where datname = current_database()) group by pid`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
 	got := map[int32]int{}
-	for rows.Next() {
-		var pid int32
-		var n int
-		if err := rows.Scan(&pid, &n); err != nil {
-			t.Fatal(err)
-		}
-		got[pid] = n
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
+	for _, pid := range pgtest.AdvisoryLockPIDs(t, pool, "granted") {
+		got[pid]++
 	}
 	return got
 }
@@ -49,10 +37,11 @@ func names(n int) []string {
 // A job that needs 20 locks takes them on one connection, in one round trip,
 // and gives them all back together.
 func TestSet_oneConnection(t *testing.T) {
+	t.Parallel()
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
-		dsn := testDB(t)
-		pool := newPool(t, dsn)
-		monitor := newPool(t, dsn)
+		dsn := pgtest.Database(t)
+		pool := pgtest.NewPool(t, dsn)
+		monitor := pgtest.NewPool(t, dsn)
 		m := advisorylock.NewSet(pool, names(20), scope)
 		t.Run(m.Scope().String(), func(t *testing.T) {
 			got, err := advisorylock.WithLock(t.Context(), m, func(ctx context.Context) (map[int32]int, error) {
@@ -82,9 +71,8 @@ func TestSet_oneConnection(t *testing.T) {
 // Each key of a set excludes single-key holders of that key, and the set is
 // taken whole or not at all.
 func TestSet_excludes(t *testing.T) {
-	dsn := testDB(t)
-	pool := newPool(t, dsn)
-	other := newPool(t, dsn)
+	t.Parallel()
+	pool, other := twoPools(t)
 	set := advisorylock.NewSet(pool, []string{"a", "b", "c"})
 	if got, want := len(set.Keys()), 3; got != want {
 		t.Fatalf("Keys() has %d keys; want %d", got, want)
@@ -130,7 +118,8 @@ func TestSet_excludes(t *testing.T) {
 // Two callers locking overlapping sets, named in opposite orders, never
 // deadlock: every set is taken in the same order.
 func TestSet_noDeadlock(t *testing.T) {
-	dsn := testDB(t)
+	t.Parallel()
+	dsn := pgtest.Database(t)
 	sets := [][]string{
 		{"a", "b", "c", "d"},
 		{"d", "c", "b", "a"},
@@ -145,7 +134,7 @@ func TestSet_noDeadlock(t *testing.T) {
 	)
 	for i, names := range sets {
 		// Pools of their own, so that the sets meet in the server.
-		m := advisorylock.NewSet(newPool(t, dsn), names)
+		m := advisorylock.NewSet(pgtest.NewPool(t, dsn), names)
 		wg.Go(func() {
 			for range rounds {
 				_, err := advisorylock.WithLock(t.Context(), m, func(context.Context) (struct{}, error) {
@@ -176,10 +165,11 @@ func TestSet_noDeadlock(t *testing.T) {
 
 // The timeout bounds the wait for the whole set, not each key's.
 func TestSet_timeoutCoversSet(t *testing.T) {
+	// Serial: the wait must end within 150ms of its bound.
 	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
-		dsn := testDB(t)
-		pool := newPool(t, dsn)
-		other := newPool(t, dsn)
+		dsn := pgtest.Database(t)
+		pool := pgtest.NewPool(t, dsn)
+		other := pgtest.NewPool(t, dsn)
 		const bound = 300 * time.Millisecond
 		m := advisorylock.NewSet(pool, []string{"a", "b"}, advisorylock.WithTimeout(bound), scope)
 		t.Run(m.Scope().String(), func(t *testing.T) {
@@ -202,7 +192,7 @@ func TestSet_timeoutCoversSet(t *testing.T) {
 				_, err := m.Lock(t.Context())
 				errc <- err
 			}()
-			awaitWaiters(t, other, 1)
+			pgtest.AwaitWaiters(t, other, 1)
 			if err := l1.Unlock(t.Context()); err != nil {
 				t.Fatal(err)
 			}
@@ -227,9 +217,8 @@ func TestSet_timeoutCoversSet(t *testing.T) {
 // Shared sets hold together and keep exclusive holders of any of their keys
 // out.
 func TestSet_shared(t *testing.T) {
-	dsn := testDB(t)
-	pool := newPool(t, dsn)
-	other := newPool(t, dsn)
+	t.Parallel()
+	pool, other := twoPools(t)
 	m := advisorylock.NewSet(pool, []string{"x", "y"}, advisorylock.Shared())
 	l1, err := m.Lock(t.Context())
 	if err != nil {
@@ -252,7 +241,8 @@ func TestSet_shared(t *testing.T) {
 // Duplicates collapse, and the locking order does not depend on the order
 // the caller named the keys in.
 func TestNewSet_order(t *testing.T) {
-	pool := newPool(t, testDB(t))
+	t.Parallel()
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	a := advisorylock.NewSet(pool, []string{"a", "b", "c", "b"})
 	b := advisorylock.NewSet(pool, []string{"c", "a", "b"})
 	if len(a.Keys()) != 3 {
@@ -268,8 +258,8 @@ func TestNewSet_order(t *testing.T) {
 		advisorylock.NewSet(pool, []string{"a", ""}),
 		advisorylock.NewSetWithKeys(pool, nil),
 	} {
-		if _, err := m.Lock(t.Context()); !errors.Is(err, advisorylock.ErrInvalidArgument) {
-			t.Errorf("Lock of %v = %v; want ErrEmptyName", m, err)
+		if _, err := m.Lock(t.Context()); !errors.Is(err, advisorylock.ErrInvalidArgument) || !strings.Contains(err.Error(), "empty lock name") {
+			t.Errorf("Lock of %v = %v; want ErrInvalidArgument for an empty lock name", m, err)
 		}
 	}
 }

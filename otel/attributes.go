@@ -1,10 +1,9 @@
 package advisorylockotel
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-
 	"go.opentelemetry.io/otel/attribute"
+
+	"github.com/advisorylock/advisorylock/internal/lockid"
 )
 
 // Span names. They name the operation only, never a lock, so they stay few.
@@ -42,12 +41,6 @@ const (
 	// OutcomeKey is how an acquisition ended, as advisorylock.Outcome.String
 	// says: "acquired", "busy", "timeout", "canceled" or "error".
 	OutcomeKey = attribute.Key("advisorylock.outcome")
-	// WaitKey is the time an acquisition took, in seconds, round trips
-	// included.
-	WaitKey = attribute.Key("advisorylock.wait_seconds")
-	// HeldKey is the time a lock was held, in seconds, until it was released
-	// or its loss noticed.
-	HeldKey = attribute.Key("advisorylock.held_seconds")
 	// LostKey is true on a hold span whose lock was lost, and absent
 	// otherwise.
 	LostKey = attribute.Key("advisorylock.lost")
@@ -60,7 +53,4 @@ const LostEventName = "advisorylock.lost"
 // HashLockName returns the hash recorded for name under LockNameHashed: the
 // first 16 hexadecimal digits of the SHA-256 of its UTF-8 bytes, as
 // `printf %s "$name" | sha256sum | cut -c1-16` prints them.
-func HashLockName(name string) string {
-	sum := sha256.Sum256([]byte(name))
-	return hex.EncodeToString(sum[:8])
-}
+func HashLockName(name string) string { return lockid.Hash(name) }

@@ -3,6 +3,8 @@ package advisorylockotel
 import (
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/advisorylock/advisorylock/internal/lockid"
 )
 
 // An Option configures NewHook. Options are applied in order; a later one
@@ -57,8 +59,10 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 
 // LockNamePolicy says how a lock's name appears in telemetry. Lock names can
 // carry identifiers of customers or other people ("invoice-customer-4711"),
-// which do not belong in a tracing backend by default.
-type LockNamePolicy uint8
+// which do not belong in a tracing backend by default. Its String method
+// returns "hashed", "full" or "omitted". The slog hook
+// (github.com/advisorylock/advisorylock/slog) takes the same policies.
+type LockNamePolicy = lockid.Policy
 
 const (
 	// LockNameHashed (the default) records HashLockName(name) under
@@ -67,26 +71,14 @@ const (
 	// The hash is made of the same SHA-256 bytes as a named lock's key, which
 	// every span records anyway, so it discloses nothing the key does not. Like
 	// the key, it does not hide a name that can be guessed.
-	LockNameHashed LockNamePolicy = iota
+	LockNameHashed LockNamePolicy = lockid.Hashed
 	// LockNameFull records the name as it is, under LockNameKey, and leaves it
 	// in the error descriptions of spans.
-	LockNameFull
+	LockNameFull LockNamePolicy = lockid.Full
 	// LockNameOmitted records nothing of the name. The lock's key is still
 	// recorded.
-	LockNameOmitted
+	LockNameOmitted LockNamePolicy = lockid.Omitted
 )
-
-// String returns "hashed", "full" or "omitted".
-func (p LockNamePolicy) String() string {
-	switch p {
-	case LockNameFull:
-		return "full"
-	case LockNameOmitted:
-		return "omitted"
-	default:
-		return "hashed"
-	}
-}
 
 // WithLockName sets how a lock's name appears in spans, and in metrics when
 // WithMetricLockName is set: LockNameHashed (the default), LockNameFull or
@@ -94,7 +86,7 @@ func (p LockNamePolicy) String() string {
 // advisorylock.NewWithKey have no name; only their key is recorded.
 func WithLockName(p LockNamePolicy) Option {
 	return optionFunc(func(c *config) {
-		if p <= LockNameOmitted {
+		if p.Valid() {
 			c.names = p
 		}
 	})
@@ -103,8 +95,8 @@ func WithLockName(p LockNamePolicy) Option {
 // WithMetricLockName adds the lock's name, as WithLockName renders it, to the
 // attributes of every metric. It is off by default: each distinct name then
 // makes a time series of each instrument, and names made of ids are
-// unbounded. With it, each measurement also builds its attribute set, where
-// the default attributes are computed once in NewHook, and the counts of
+// unbounded. With it, the attribute sets are built for each lock the first
+// time it is used, rather than once in NewHook, and the counts of
 // acquisitions and of held locks are synchronous instruments.
 func WithMetricLockName(on bool) Option {
 	return optionFunc(func(c *config) { c.metricName = on })

@@ -2,6 +2,7 @@ package advisorylockotel_test
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -16,23 +17,10 @@ import (
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/advisorylock/advisorylock"
 	"github.com/advisorylock/advisorylock/internal/pgtest"
 	advisorylockotel "github.com/advisorylock/advisorylock/otel"
 )
-
-// testDB creates a database of the test's own: advisory locks are per
-// database, so tests cannot see each other's locks.
-func testDB(t *testing.T) string {
-	t.Helper()
-	return pgtest.Require(t).CreateDatabase(t)
-}
-
-// newPool returns a pool on dsn (4 connections unless configure says
-// otherwise), checked when the test ends: see pgtest.NewPool.
-func newPool(t *testing.T, dsn string, configure ...func(*pgxpool.Config)) *pgxpool.Pool {
-	t.Helper()
-	return pgtest.NewPool(t, dsn, configure...)
-}
 
 // spanLog records ended spans, and lets a test await them.
 type spanLog struct {
@@ -173,56 +161,151 @@ func (p pgxSpans) TraceBatchEnd(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBat
 	trace.SpanFromContext(ctx).End()
 }
 
-// holderPIDs returns the server processes holding an advisory lock in the
-// pool's database.
-func holderPIDs(t *testing.T, pool *pgxpool.Pool) []int32 {
+// contend takes m through the outcomes other than acquired while a session
+// of other holds m's lock: busy (TryLock), timeout (Lock: m must have a
+// WithTimeout) and, with cancelled, canceled (Lock with a done context).
+// Then, the lock released, it takes m's lock and ends its session from
+// other, and returns once the lock knows it is lost.
+func contend(t *testing.T, m *advisorylock.Mutex, other *pgxpool.Pool, cancelled bool) {
 	t.Helper()
-	rows, err := pool.Query(context.Background(), `select pid from pg_locks where locktype = 'advisory' and granted
-		and database = (select oid from pg_database where datname = current_database()) order by pid`)
+	ctx := t.Context()
+	holder, err := advisorylock.NewWithKey(other, m.Key()).Lock(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if _, err := m.TryLock(ctx); !errors.Is(err, advisorylock.ErrLocked) {
+		t.Errorf("TryLock = %v; want ErrLocked", err)
+	}
+	if _, err := m.Lock(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Lock = %v; want a timeout", err)
+	}
+	if cancelled {
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		if _, err := m.Lock(cctx); !errors.Is(err, context.Canceled) {
+			t.Errorf("Lock = %v; want Canceled", err)
+		}
+	}
+	if err := holder.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l, err := m.Lock(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pids
-}
-
-// terminateHolder ends the one session that holds an advisory lock in the
-// pool's database.
-func terminateHolder(t *testing.T, pool *pgxpool.Pool) {
-	t.Helper()
-	pids := holderPIDs(t, pool)
-	if len(pids) != 1 {
-		t.Fatalf("sessions holding advisory locks: %v; want one", pids)
+	pgtest.TerminateHolder(t, other)
+	select {
+	case <-l.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the loss was not noticed within 10s")
 	}
-	var ok bool
-	if err := pool.QueryRow(context.Background(), "select pg_terminate_backend($1)", pids[0]).Scan(&ok); err != nil || !ok {
-		t.Fatalf("pg_terminate_backend(%d) = %v, %v; want true", pids[0], ok, err)
+	if err := l.Unlock(ctx); !errors.Is(err, advisorylock.ErrLockLost) {
+		t.Errorf("Unlock of a lost lock = %v; want ErrLockLost", err)
 	}
 }
 
-// awaitWaiters waits until n sessions of the pool's database wait for an
-// advisory lock, or fails t after 10s.
-func awaitWaiters(t *testing.T, pool *pgxpool.Pool, n int) {
+// kvTexts returns attributes as key=value texts.
+func kvTexts(kvs []attribute.KeyValue) []string {
+	texts := make([]string, len(kvs))
+	for i, kv := range kvs {
+		texts[i] = string(kv.Key) + "=" + kv.Value.String()
+	}
+	return texts
+}
+
+// spanTexts returns every string a span carries: its name, status
+// description and scope, its attributes and its resource's, its events' names
+// and attributes, and its links' attributes.
+func spanTexts(s sdktrace.ReadOnlySpan) []string {
+	texts := []string{s.Name(), s.Status().Description, s.InstrumentationScope().Name}
+	texts = append(texts, kvTexts(s.Attributes())...)
+	texts = append(texts, kvTexts(s.Resource().Attributes())...)
+	for _, e := range s.Events() {
+		texts = append(append(texts, e.Name), kvTexts(e.Attributes)...)
+	}
+	for _, l := range s.Links() {
+		texts = append(texts, kvTexts(l.Attributes)...)
+	}
+	return texts
+}
+
+// metricTexts returns the attributes, as key=value, of every data point in ms
+// and of their exemplars.
+func metricTexts(t *testing.T, ms map[string]metricdata.Metrics) []string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	for {
-		var got int
-		err := pool.QueryRow(ctx, `select count(*) from pg_locks where locktype = 'advisory' and not granted
-			and database = (select oid from pg_database where datname = current_database())`).Scan(&got)
-		if err != nil {
-			t.Fatalf("awaiting %d waiters: %v", n, err)
-		}
-		if got == n {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("sessions waiting for an advisory lock: got %d after 10s; want %d", got, n)
-		case <-time.After(5 * time.Millisecond):
+	var texts []string
+	for _, m := range ms {
+		texts = append(texts, pointTexts(t, m)...)
+	}
+	return texts
+}
+
+// pointTexts returns the attributes, as key=value, of m's data points and
+// their exemplars. It fails t for a kind of data it cannot search.
+func pointTexts(t *testing.T, m metricdata.Metrics) []string {
+	t.Helper()
+	switch d := m.Data.(type) {
+	case metricdata.Sum[int64]:
+		return dataPointTexts(d.DataPoints)
+	case metricdata.Sum[float64]:
+		return dataPointTexts(d.DataPoints)
+	case metricdata.Gauge[int64]:
+		return dataPointTexts(d.DataPoints)
+	case metricdata.Gauge[float64]:
+		return dataPointTexts(d.DataPoints)
+	case metricdata.Histogram[int64]:
+		return histogramPointTexts(d.DataPoints)
+	case metricdata.Histogram[float64]:
+		return histogramPointTexts(d.DataPoints)
+	default:
+		t.Errorf("metric %s: data of type %T not searched; add it", m.Name, m.Data)
+		return nil
+	}
+}
+
+func dataPointTexts[N int64 | float64](ps []metricdata.DataPoint[N]) (texts []string) {
+	for _, p := range ps {
+		texts = append(texts, attrTexts(p.Attributes, p.Exemplars)...)
+	}
+	return texts
+}
+
+func histogramPointTexts[N int64 | float64](ps []metricdata.HistogramDataPoint[N]) (texts []string) {
+	for _, p := range ps {
+		texts = append(texts, attrTexts(p.Attributes, p.Exemplars)...)
+	}
+	return texts
+}
+
+// attrTexts returns a data point's attributes and those of its exemplars.
+func attrTexts[N int64 | float64](set attribute.Set, exemplars []metricdata.Exemplar[N]) []string {
+	texts := kvTexts(set.ToSlice())
+	for _, e := range exemplars {
+		texts = append(texts, kvTexts(e.FilteredAttributes)...)
+	}
+	return texts
+}
+
+// telemetryTexts returns every string the recorded telemetry carries, each
+// prefixed with where it is: spanTexts of each span; the resource of the
+// metrics; of each metric its scope, name, description, unit and pointTexts.
+func telemetryTexts(t *testing.T, spans []sdktrace.ReadOnlySpan, rm metricdata.ResourceMetrics) []string {
+	t.Helper()
+	var texts []string
+	add := func(where string, xs []string) {
+		for _, x := range xs {
+			texts = append(texts, where+": "+x)
 		}
 	}
+	for _, s := range spans {
+		add("span "+s.Name(), spanTexts(s))
+	}
+	add("metrics resource", kvTexts(rm.Resource.Attributes()))
+	for _, sm := range rm.ScopeMetrics {
+		for _, m := range sm.Metrics {
+			where := "metric " + m.Name
+			add(where, append([]string{"scope " + sm.Scope.Name + " " + m.Description + " " + m.Unit}, pointTexts(t, m)...))
+		}
+	}
+	return texts
 }

@@ -2,11 +2,7 @@ package advisorylockotel
 
 import (
 	"context"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
-	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.opentelemetry.io/otel"
@@ -19,6 +15,7 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/advisorylock/advisorylock"
+	"github.com/advisorylock/advisorylock/internal/lockid"
 )
 
 // A Hook traces and measures the locks of the Mutexes it is given to (through
@@ -35,10 +32,8 @@ type Hook struct {
 	metrics    *metrics     // nil: no metrics
 	names      LockNamePolicy
 	metricName bool
-
-	// Span start options, built once, by mode and scope (and try).
-	acquireOpts [2][2][2][]trace.SpanStartOption
-	holdOpts    [2][2][]trace.SpanStartOption
+	keys       [2]any    // sectionKey{h, false} and {h, true}, boxed once
+	locks      lockCache // what each lock is recorded with, built once per lock
 }
 
 var (
@@ -66,6 +61,7 @@ func NewHook(opts ...Option) *Hook {
 		mp = otel.GetMeterProvider()
 	}
 	h := &Hook{names: c.names, metricName: c.metricName}
+	h.keys = [2]any{sectionKey{h, false}, sectionKey{h, true}}
 	if !isNoopTracerProvider(tp) {
 		h.tracer = tp.Tracer(ScopeName,
 			trace.WithInstrumentationVersion(Version),
@@ -73,20 +69,6 @@ func NewHook(opts ...Option) *Hook {
 	}
 	if !isNoopMeterProvider(mp) {
 		h.metrics = newMetrics(mp, c.metricName)
-	}
-	for mi, mode := range modeAttributes {
-		for si, scope := range scopeAttributes {
-			h.holdOpts[mi][si] = []trace.SpanStartOption{
-				trace.WithSpanKind(trace.SpanKindInternal),
-				trace.WithAttributes(semconv.DBSystemNamePostgreSQL, mode, scope),
-			}
-			for ti, try := range []bool{false, true} {
-				h.acquireOpts[mi][si][ti] = []trace.SpanStartOption{
-					trace.WithSpanKind(trace.SpanKindClient),
-					trace.WithAttributes(semconv.DBSystemNamePostgreSQL, mode, scope, TryKey.Bool(try)),
-				}
-			}
-		}
 	}
 	return h
 }
@@ -112,160 +94,96 @@ func (h *Hook) off() bool {
 	return h == nil || (h.tracer == nil && h.metrics == nil)
 }
 
-// acquireKey and holdKey find a Hook's state in the contexts it returns. They
-// hold the Hook, so that each Hook finds its own when several Hooks see the
-// same contexts.
-type (
-	acquireKey struct{ h *Hook }
-	holdKey    struct{ h *Hook }
+// Span start options, the same for every span: the attributes are set as
+// each span ends.
+var (
+	acquireStart = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindClient)}
+	holdStart    = []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindInternal)}
 )
 
-// lockIDs are the attributes naming a lock: its key and, as the policy says,
-// its name. They are computed only when something records them.
-type lockIDs struct {
-	attrs [2]attribute.KeyValue // the key, then the name
-	n     int                   // 0 until computed; 1 without a name
+// section is what a Hook keeps of one acquisition and, once the lock is
+// held, of its hold: the contexts AcquireStart and HoldStart return, in one
+// allocation, the section's only one besides the SDK's.
+type section struct {
+	lock    *lockTelemetry
+	try     bool
+	acquire spanContext           // returned by AcquireStart
+	hold    spanContext           // returned by HoldStart
+	scratch [1]attribute.KeyValue // for SetAttributes, without allocating
 }
 
-func (h *Hook) lockIDs(ids *lockIDs, m *advisorylock.Mutex) {
-	if ids.n == 0 {
-		ids.attrs[0], ids.n = LockKeyKey.String(keyString(m.Key())), 1
-		if name := h.nameAttribute(m); name.Valid() {
-			ids.attrs[1], ids.n = name, 2
-		}
-	}
-}
-
-// name returns the name attribute, or an invalid one.
-func (ids *lockIDs) name() attribute.KeyValue {
-	if ids.n < 2 {
-		return attribute.KeyValue{}
-	}
-	return ids.attrs[1]
-}
-
-// acquireContext is the context AcquireStart returns: ctx with the
-// acquisition's span, and what AcquireEnd and HoldStart need to know. One
-// allocation carries it all.
-type acquireContext struct {
+// spanContext is a context a Hook returns: ctx with one of the Hook's spans,
+// and the section it belongs to, found under key.
+type spanContext struct {
 	context.Context
-	h           *Hook
-	span        trace.Span // nil without tracing
-	mode, scope int        // indexes in modeAttributes and scopeAttributes
-	try         bool
-	ids         lockIDs
-	scratch     [4]attribute.KeyValue // for SetAttributes, without allocating
-}
-
-// Value returns c itself for c's Hook's acquireKey.
-func (c *acquireContext) Value(key any) any {
-	if k, ok := key.(acquireKey); ok && k.h == c.h {
-		return c
-	}
-	return c.Context.Value(key)
-}
-
-// holdContext is the context HoldStart returns: ctx with the hold's span,
-// and the attributes HoldEnd and LockLost record metrics with.
-type holdContext struct {
-	context.Context
-	h       *Hook
+	key     any // one of the Hook's keys
+	section *section
 	span    trace.Span // nil without tracing
-	m       *advisorylock.Mutex
-	metric  holdMetrics
-	scratch [4]attribute.KeyValue // for SetAttributes, without allocating
 }
 
-// Value returns c itself for c's Hook's holdKey.
-func (c *holdContext) Value(key any) any {
-	if k, ok := key.(holdKey); ok && k.h == c.h {
-		return c
+// sectionKey finds a Hook's section in the contexts it returns. It holds the
+// Hook, so that each Hook finds its own when several Hooks see the same
+// contexts. A Hook boxes its two keys once, in NewHook: a key made for each
+// lookup would be boxed for each.
+type sectionKey struct {
+	h    *Hook
+	hold bool // the context HoldStart returned, not AcquireStart's
+}
+
+// Value returns c's section for c's key.
+func (c *spanContext) Value(key any) any {
+	if key == c.key {
+		return c.section
 	}
 	return c.Context.Value(key)
 }
 
-// acquisition returns h's acquisition state in ctx, or nil.
-func (h *Hook) acquisition(ctx context.Context) *acquireContext {
-	if ctx == nil {
+// section returns h's section in ctx, from AcquireStart's context or, with
+// hold, HoldStart's; or nil, as when h records nothing.
+func (h *Hook) section(ctx context.Context, hold bool) *section {
+	if h.off() || ctx == nil {
 		return nil
 	}
-	c, _ := ctx.Value(acquireKey{h}).(*acquireContext)
-	return c
-}
-
-// hold returns h's hold state in ctx, or nil.
-func (h *Hook) hold(ctx context.Context) *holdContext {
-	if ctx == nil {
-		return nil
-	}
-	c, _ := ctx.Value(holdKey{h}).(*holdContext)
-	return c
+	s, _ := ctx.Value(h.keys[boolIndex(hold)]).(*section)
+	return s
 }
 
 // AcquireStart starts the acquisition's span, a client span named
 // AcquireSpanName, child of the span in ctx, and returns ctx with it. It
 // implements advisorylock.Hook.
-//
-// The span starts with the attributes a sampler may look at: db.system.name,
-// mode, scope and try. The lock's key and name, which take formatting, are
-// added only to a span that records.
 func (h *Hook) AcquireStart(ctx context.Context, m *advisorylock.Mutex, data advisorylock.AcquireStartData) context.Context {
 	if h.off() {
 		return ctx
 	}
-	mi, si, ti := modeIndex(m.Mode()), scopeIndex(m.Scope()), 0
-	if data.Try {
-		ti = 1
-	}
 	var span trace.Span
+	recording := false
 	if h.tracer != nil {
-		ctx, span = h.tracer.Start(ctx, AcquireSpanName, h.acquireOpts[mi][si][ti]...)
-		if !span.IsRecording() && h.metrics == nil {
+		ctx, span = h.tracer.Start(ctx, AcquireSpanName, acquireStart...)
+		if recording = span.IsRecording(); !recording && h.metrics == nil {
 			return ctx // nothing to record
 		}
 	}
-	a := &acquireContext{Context: ctx, h: h, span: span, mode: mi, scope: si, try: data.Try}
-	if span != nil && span.IsRecording() {
-		h.lockIDs(&a.ids, m)
-		attrs := append(a.scratch[:0], a.ids.attrs[:a.ids.n]...)
-		if data.Timeout != 0 {
-			attrs = append(attrs, TimeoutKey.Float64(max(data.Timeout.Seconds(), 0)))
-		}
-		span.SetAttributes(attrs...)
+	s := &section{lock: h.telemetry(m), try: data.Try}
+	if recording && data.Timeout != 0 {
+		span.SetAttributes(append(s.scratch[:0], TimeoutKey.Float64(max(data.Timeout.Seconds(), 0)))...)
 	}
-	if h.metricName {
-		h.lockIDs(&a.ids, m)
-	}
-	return a
+	s.acquire = spanContext{Context: ctx, key: h.keys[0], section: s, span: span}
+	return &s.acquire
 }
 
-// AcquireEnd ends the acquisition's span with its outcome and wait, and
-// records the acquisition's metrics. A lock acquired, or found busy by
+// AcquireEnd ends the acquisition's span with its attributes and outcome,
+// and records the acquisition's metrics. A lock acquired, or found busy by
 // TryLock, leaves the span's status unset; any other outcome sets it to
 // error. It implements advisorylock.Hook.
 func (h *Hook) AcquireEnd(ctx context.Context, m *advisorylock.Mutex, data advisorylock.AcquireEndData) {
-	if h.off() {
-		return
-	}
-	a := h.acquisition(ctx)
-	if a == nil {
+	s := h.section(ctx, false)
+	if s == nil {
 		return // nothing to record, or not started by h
 	}
-	oi := outcomeIndex(data.Outcome)
-	if a.span != nil {
-		if a.span.IsRecording() {
-			attrs := append(a.scratch[:0], outcomeAttributes[oi], WaitKey.Float64(data.Wait.Seconds()))
-			switch data.Outcome {
-			case advisorylock.OutcomeAcquired, advisorylock.OutcomeBusy:
-				a.span.SetAttributes(attrs...)
-			default:
-				h.fail(a.span, m, data.Err, errorType(data.Outcome, data.Err), attrs)
-			}
-		}
-		a.span.End()
-	}
+	ti, oi := boolIndex(s.try), outcomeIndex(data.Outcome)
+	h.end(s.acquire.span, m, s.lock.acquireAttributes(ti, oi), errorType(data.Outcome, data.Err), data.Err)
 	if h.metrics != nil {
-		h.metrics.acquired(ctx, a, oi, data.Wait)
+		h.metrics.acquired(ctx, s.lock, ti, oi, data.Wait)
 	}
 }
 
@@ -278,79 +196,49 @@ func (h *Hook) HoldStart(ctx context.Context, l *advisorylock.Lock, data advisor
 	if h.off() {
 		return ctx
 	}
-	m := l.Mutex()
-	mi, si := modeIndex(m.Mode()), scopeIndex(m.Scope())
-	a := h.acquisition(data.AcquireContext)
-	var ids lockIDs // without a, computed here
+	s := h.section(data.AcquireContext, false)
 	var span trace.Span
 	if h.tracer != nil {
-		opts := h.holdOpts[mi][si]
+		opts := holdStart
 		// With a span in the caller's context, the acquire and hold spans
 		// are siblings under it; without, each starts a trace, and a link
 		// relates them.
-		if a != nil && a.span != nil && a.span.SpanContext().IsValid() && !trace.SpanContextFromContext(ctx).IsValid() {
-			opts = append(opts[:len(opts):len(opts)], trace.WithLinks(trace.Link{SpanContext: a.span.SpanContext()}))
+		if s != nil && s.acquire.span != nil && s.acquire.span.SpanContext().IsValid() && !trace.SpanContextFromContext(ctx).IsValid() {
+			opts = append(opts[:len(opts):len(opts)], trace.WithLinks(trace.Link{SpanContext: s.acquire.span.SpanContext()}))
 		}
 		ctx, span = h.tracer.Start(ctx, HoldSpanName, opts...)
-		if span.IsRecording() {
-			if a != nil {
-				h.lockIDs(&a.ids, m) // in place: a outlives the call
-				span.SetAttributes(a.ids.attrs[:a.ids.n]...)
-			} else {
-				h.lockIDs(&ids, m)
-				span.SetAttributes(ids.attrs[:ids.n]...)
-			}
-		} else if h.metrics == nil {
+		if !span.IsRecording() && h.metrics == nil {
 			return ctx // nothing to record
 		}
 	}
-	c := &holdContext{Context: ctx, h: h, span: span, m: m}
-	if h.metrics != nil {
-		var name attribute.KeyValue
-		if h.metricName {
-			if a != nil {
-				h.lockIDs(&a.ids, m)
-				name = a.ids.name()
-			} else {
-				h.lockIDs(&ids, m)
-				name = ids.name()
-			}
-		}
-		c.metric = h.metrics.holdStarted(ctx, mi, si, name)
+	if s == nil {
+		s = &section{lock: h.telemetry(l.Mutex())}
 	}
-	return c
+	s.hold = spanContext{Context: ctx, key: h.keys[1], section: s, span: span}
+	if h.metrics != nil {
+		h.metrics.holdStarted(ctx, s.lock)
+	}
+	return &s.hold
 }
 
-// HoldEnd ends the hold's span with the time the lock was held, and records
-// the hold's metrics. A lost lock, or a release that failed, sets the span's
-// status to error. It implements advisorylock.HoldHook.
+// HoldEnd ends the hold's span with its attributes, and records the hold's
+// metrics. A lost lock, or a release that failed, sets the span's status to
+// error. It implements advisorylock.HoldHook.
 func (h *Hook) HoldEnd(ctx context.Context, l *advisorylock.Lock, data advisorylock.HoldEndData) {
-	if h.off() {
-		return
-	}
-	c := h.hold(ctx)
-	if c == nil {
+	s := h.section(ctx, true)
+	if s == nil {
 		return // nothing to record, or not started by h
 	}
-	if c.span != nil {
-		if c.span.IsRecording() {
-			attrs := append(c.scratch[:0], HeldKey.Float64(data.Held.Seconds()))
-			if data.Lost {
-				attrs = append(attrs, LostKey.Bool(true))
-			}
-			switch {
-			case data.Err == nil:
-				c.span.SetAttributes(attrs...)
-			case data.Lost:
-				h.fail(c.span, c.m, data.Err, errorTypeLockLost, attrs)
-			default:
-				h.fail(c.span, c.m, data.Err, errorType(advisorylock.OutcomeError, data.Err), attrs)
-			}
-		}
-		c.span.End()
+	attrs, typ := s.lock.attrs, ""
+	if data.Lost {
+		attrs = append(attrs[:len(attrs):len(attrs)], LostKey.Bool(true))
 	}
+	if data.Err != nil {
+		typ = errorType(advisorylock.OutcomeError, data.Err)
+	}
+	h.end(s.hold.span, l.Mutex(), attrs, typ, data.Err)
 	if h.metrics != nil {
-		h.metrics.holdEnded(ctx, c.metric, data.Held)
+		h.metrics.holdEnded(ctx, s.lock, data.Held)
 	}
 }
 
@@ -358,111 +246,52 @@ func (h *Hook) HoldEnd(ctx context.Context, l *advisorylock.Lock, data advisoryl
 // loss in advisorylock.lost. The span itself ends, with an error status, in
 // the HoldEnd that follows. It implements advisorylock.LostHook.
 func (h *Hook) LockLost(ctx context.Context, l *advisorylock.Lock, data advisorylock.LostData) {
-	if h.off() {
-		return
-	}
-	c := h.hold(ctx)
-	if c == nil {
+	s := h.section(ctx, true)
+	if s == nil {
 		return // nothing to record, or not started by h
 	}
-	if c.span != nil {
-		c.span.AddEvent(LostEventName, trace.WithAttributes(
-			HeldKey.Float64(data.Held.Seconds()),
-			semconv.ErrorTypeKey.String(errorTypeLockLost)))
+	if s.hold.span != nil {
+		s.hold.span.AddEvent(LostEventName, lostEvent...)
 	}
 	if h.metrics != nil {
-		h.metrics.lockLost(ctx, c.metric)
+		h.metrics.lockLost(ctx, s.lock)
 	}
 }
 
-// Attributes computed once: the values of the enumerations.
-var (
-	modeAttributes    = [...]attribute.KeyValue{LockModeKey.String(advisorylock.ModeExclusive.String()), LockModeKey.String(advisorylock.ModeShared.String())}
-	scopeAttributes   = [...]attribute.KeyValue{LockScopeKey.String(advisorylock.ScopeSession.String()), LockScopeKey.String(advisorylock.ScopeTransaction.String())}
-	outcomes          = [...]advisorylock.Outcome{advisorylock.OutcomeAcquired, advisorylock.OutcomeBusy, advisorylock.OutcomeTimeout, advisorylock.OutcomeCanceled, advisorylock.OutcomeError}
-	outcomeAttributes [len(outcomes)]attribute.KeyValue
-)
+// lostEvent are the options of every lost event.
+var lostEvent = []trace.EventOption{trace.WithAttributes(semconv.ErrorTypeKey.String(errorTypeLockLost))}
 
-func init() {
-	for i, o := range outcomes {
-		outcomeAttributes[i] = OutcomeKey.String(o.String())
-	}
-}
-
-func modeIndex(m advisorylock.Mode) int {
-	if m == advisorylock.ModeShared {
-		return 1
-	}
-	return 0
-}
-
-func scopeIndex(s advisorylock.Scope) int {
-	if s == advisorylock.ScopeTransaction {
-		return 1
-	}
-	return 0
-}
-
-// outcomeIndex maps an Outcome to its index in outcomes; unknown outcomes
-// count as errors.
-func outcomeIndex(o advisorylock.Outcome) int {
-	for i, known := range outcomes {
-		if o == known {
-			return i
-		}
-	}
-	return len(outcomes) - 1
-}
-
-// keyString formats k as Key.String does, in one allocation.
-func keyString(k advisorylock.Key) string {
-	var buf [24]byte
-	b := buf[:0]
-	if k1, k2, ok := k.Pair(); ok {
-		b = append(b, '(')
-		b = strconv.AppendInt(b, int64(k1), 10)
-		b = append(b, ',')
-		b = strconv.AppendInt(b, int64(k2), 10)
-		b = append(b, ')')
-	} else {
-		v, _ := k.Int64()
-		b = strconv.AppendInt(b, v, 10)
-	}
-	return string(b)
-}
-
-// nameHash returns HashLockName(m.Name()) for a Mutex made by
-// advisorylock.New, without hashing: the key of a named lock is made of the
-// same first 8 bytes of the name's SHA-256 (see advisorylock.KeyFromName),
-// little-endian int32 halves.
-func nameHash(m *advisorylock.Mutex) string {
-	k1, k2, ok := m.Key().Pair()
-	if !ok {
-		return HashLockName(m.Name())
-	}
-	var sum [8]byte
-	binary.LittleEndian.PutUint32(sum[0:4], uint32(k1))
-	binary.LittleEndian.PutUint32(sum[4:8], uint32(k2))
-	var buf [16]byte
-	hex.Encode(buf[:], sum[:])
-	return string(buf[:])
-}
-
-// nameAttribute renders m's name as the policy says, or returns an invalid
-// KeyValue (no key) when nothing is to be recorded.
-func (h *Hook) nameAttribute(m *advisorylock.Mutex) attribute.KeyValue {
-	name := m.Name()
-	if name == "" {
-		return attribute.KeyValue{}
-	}
-	switch h.names {
-	case LockNameFull:
-		return LockNameKey.String(name)
-	case LockNameHashed:
-		return LockNameHashKey.String(nameHash(m))
+// end ends span, if any, a span of a lock of m. A span that records gets
+// attrs, all in one call, so that the SDK copies them once; attrs are shared,
+// never appended to in place. With an error.type typ, the span is marked
+// failed with err, and gets typ and the SQLSTATE of a server error; its
+// status description is err's text, with the lock's name replaced by its key
+// unless the policy records names in full.
+func (h *Hook) end(span trace.Span, m *advisorylock.Mutex, attrs []attribute.KeyValue, typ string, err error) {
+	switch {
+	case span == nil:
+		return
+	case !span.IsRecording():
+	case typ == "":
+		span.SetAttributes(attrs...)
 	default:
-		return attribute.KeyValue{}
+		h.fail(span, m, attrs, typ, err)
 	}
+	span.End()
+}
+
+// fail sets attrs and the failure's on span, and its status: see end.
+func (h *Hook) fail(span trace.Span, m *advisorylock.Mutex, attrs []attribute.KeyValue, typ string, err error) {
+	attrs = append(attrs[:len(attrs):len(attrs)], semconv.ErrorTypeKey.String(typ))
+	if code := sqlstate(err); code != "" {
+		attrs = append(attrs, semconv.DBResponseStatusCode(code))
+	}
+	span.SetAttributes(attrs...)
+	desc := typ
+	if err != nil {
+		desc = lockid.Redact(err.Error(), m, h.names)
+	}
+	span.SetStatus(codes.Error, desc)
 }
 
 // error.type values of this instrumentation, besides SQLSTATEs.
@@ -472,44 +301,33 @@ const (
 	errorTypeLockLost = "lock_lost"
 )
 
-// errorType classifies a failure for error.type, with few values: the
-// outcome's when it says more than "error", the SQLSTATE of a server error,
-// "lock_lost", or "_OTHER".
+// errorType classifies an outcome for error.type, with few values: none
+// ("") for a lock acquired or found busy, which are not failures; the
+// outcome's when it says more than "error"; "lock_lost"; the SQLSTATE of a
+// server error; or "_OTHER".
 func errorType(o advisorylock.Outcome, err error) string {
-	var pgErr *pgconn.PgError
-	switch {
-	case o == advisorylock.OutcomeTimeout:
+	switch o {
+	case advisorylock.OutcomeAcquired, advisorylock.OutcomeBusy:
+		return ""
+	case advisorylock.OutcomeTimeout:
 		return errorTypeTimeout
-	case o == advisorylock.OutcomeCanceled:
+	case advisorylock.OutcomeCanceled:
 		return errorTypeCanceled
-	case errors.Is(err, advisorylock.ErrLockLost):
-		return errorTypeLockLost
-	case errors.As(err, &pgErr) && pgErr.Code != "":
-		return pgErr.Code
-	default:
-		return semconv.ErrorTypeOther.Value.AsString()
 	}
+	if errors.Is(err, advisorylock.ErrLockLost) {
+		return errorTypeLockLost
+	}
+	if code := sqlstate(err); code != "" {
+		return code
+	}
+	return semconv.ErrorTypeOther.Value.AsString()
 }
 
-// fail sets attrs on span, marks it failed with err, and adds error.type typ
-// and the SQLSTATE of a server error. The status description is err's text,
-// with the lock's name replaced by its key unless the policy records names in
-// full.
-func (h *Hook) fail(span trace.Span, m *advisorylock.Mutex, err error, typ string, attrs []attribute.KeyValue) {
-	attrs = append(attrs, semconv.ErrorTypeKey.String(typ))
+// sqlstate returns the SQLSTATE of the server error in err, or "".
+func sqlstate(err error) string {
 	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) && pgErr.Code != "" {
-		attrs = append(attrs, semconv.DBResponseStatusCode(pgErr.Code))
+	if errors.As(err, &pgErr) {
+		return pgErr.Code
 	}
-	span.SetAttributes(attrs...)
-	desc := typ
-	if err != nil {
-		desc = err.Error()
-		if name := m.Name(); name != "" && h.names != LockNameFull {
-			// The package's errors name the lock as Mutex.String does: its
-			// quoted name.
-			desc = strings.ReplaceAll(desc, strconv.Quote(name), "key "+m.Key().String())
-		}
-	}
-	span.SetStatus(codes.Error, desc)
+	return ""
 }

@@ -78,21 +78,36 @@ type metrics struct {
 	held         metric.Int64UpDownCounter
 
 	// Without lock names: the counts the callback reports.
-	acquisitionCounts [2][2][2][len(outcomes)]atomic.Int64
+	acquisitionCounts [2][2][len(tries)][len(outcomes)]atomic.Int64
 	heldCounts        [2][2]atomic.Int64
 	heldSeen          [2][2]atomic.Bool // reported once used, zero included
 
 	// The default attribute sets, indexed by mode, scope and, for
 	// acquisitions, try and outcome.
 	lock    [2][2]attrOptions
-	acquire [2][2][2][len(outcomes)]attrOptions
+	acquire [2][2][len(tries)][len(outcomes)]attrOptions
 }
 
-// holdMetrics is what a hold's measurements need: the hold's attribute set
-// and where its count of held locks is.
-type holdMetrics struct {
-	attrOptions
-	mode, scope int
+// lockSets are a lock's metric attribute sets.
+type lockSets struct {
+	acquire *[len(tries)][len(outcomes)]attrOptions // by try and outcome
+	hold    *attrOptions
+}
+
+// lockSets returns the attribute sets of a lock of mode and scope: with its
+// name attribute, when valid, sets of its own, else the shared ones.
+func (m *metrics) lockSets(mode, scope int, name attribute.KeyValue) lockSets {
+	if !name.Valid() {
+		return lockSets{acquire: &m.acquire[mode][scope], hold: &m.lock[mode][scope]}
+	}
+	s := lockSets{acquire: new([len(tries)][len(outcomes)]attrOptions), hold: new(attrOptions)}
+	*s.hold = newAttrOptions(modeAttributes[mode], scopeAttributes[scope], name)
+	for ti, try := range tries {
+		for oi := range outcomes {
+			s.acquire[ti][oi] = newAttrOptions(modeAttributes[mode], scopeAttributes[scope], TryKey.Bool(try), outcomeAttributes[oi], name)
+		}
+	}
+	return s
 }
 
 func newMetrics(mp metric.MeterProvider, withNames bool) *metrics {
@@ -101,7 +116,7 @@ func newMetrics(mp metric.MeterProvider, withNames bool) *metrics {
 	for mi, mode := range modeAttributes {
 		for si, scope := range scopeAttributes {
 			m.lock[mi][si] = newAttrOptions(mode, scope)
-			for ti, try := range []bool{false, true} {
+			for ti, try := range tries {
 				for oi := range outcomes {
 					m.acquire[mi][si][ti][oi] = newAttrOptions(mode, scope, TryKey.Bool(try), outcomeAttributes[oi])
 				}
@@ -109,30 +124,14 @@ func newMetrics(mp metric.MeterProvider, withNames bool) *metrics {
 		}
 	}
 
-	var err error
-	m.acquireDuration, err = meter.Float64Histogram(AcquireDurationName,
-		metric.WithUnit("s"),
-		metric.WithDescription("Time taken to acquire an advisory lock, waiting included, whatever the outcome."),
-		metric.WithExplicitBucketBoundaries(durationBuckets...))
-	handle(err)
-	if m.acquireDuration == nil {
-		m.acquireDuration = noop.Float64Histogram{}
-	}
-	m.holdDuration, err = meter.Float64Histogram(HoldDurationName,
-		metric.WithUnit("s"),
-		metric.WithDescription("Time an advisory lock was held, until it was released or its loss noticed."),
-		metric.WithExplicitBucketBoundaries(durationBuckets...))
-	handle(err)
-	if m.holdDuration == nil {
-		m.holdDuration = noop.Float64Histogram{}
-	}
-	m.lost, err = meter.Int64Counter(LostName,
+	m.acquireDuration = durationHistogram(meter, AcquireDurationName,
+		"Time taken to acquire an advisory lock, waiting included, whatever the outcome.")
+	m.holdDuration = durationHistogram(meter, HoldDurationName,
+		"Time an advisory lock was held, until it was released or its loss noticed.")
+	lost, err := meter.Int64Counter(LostName,
 		metric.WithUnit("{lock}"),
 		metric.WithDescription("Advisory locks lost while held: their session ended or stopped answering."))
-	handle(err)
-	if m.lost == nil {
-		m.lost = noop.Int64Counter{}
-	}
+	m.lost = orNoop(lost, err, metric.Int64Counter(noop.Int64Counter{}))
 
 	const (
 		acquisitionsUnit = "{acquisition}"
@@ -141,18 +140,12 @@ func newMetrics(mp metric.MeterProvider, withNames bool) *metrics {
 		heldDesc         = "Advisory locks held now."
 	)
 	if withNames {
-		m.acquisitions, err = meter.Int64Counter(AcquisitionsName,
+		acquisitions, err := meter.Int64Counter(AcquisitionsName,
 			metric.WithUnit(acquisitionsUnit), metric.WithDescription(acquisitionsDesc))
-		handle(err)
-		if m.acquisitions == nil {
-			m.acquisitions = noop.Int64Counter{}
-		}
-		m.held, err = meter.Int64UpDownCounter(HeldName,
+		m.acquisitions = orNoop(acquisitions, err, metric.Int64Counter(noop.Int64Counter{}))
+		held, err := meter.Int64UpDownCounter(HeldName,
 			metric.WithUnit(heldUnit), metric.WithDescription(heldDesc))
-		handle(err)
-		if m.held == nil {
-			m.held = noop.Int64UpDownCounter{}
-		}
+		m.held = orNoop(held, err, metric.Int64UpDownCounter(noop.Int64UpDownCounter{}))
 		return m
 	}
 	acquisitions, err := meter.Int64ObservableCounter(AcquisitionsName,
@@ -166,6 +159,25 @@ func newMetrics(mp metric.MeterProvider, withNames bool) *metrics {
 		handle(err)
 	}
 	return m
+}
+
+// durationHistogram returns the histogram of durations called name.
+func durationHistogram(meter metric.Meter, name, desc string) metric.Float64Histogram {
+	h, err := meter.Float64Histogram(name,
+		metric.WithUnit("s"),
+		metric.WithDescription(desc),
+		metric.WithExplicitBucketBoundaries(durationBuckets...))
+	return orNoop(h, err, metric.Float64Histogram(noop.Float64Histogram{}))
+}
+
+// orNoop returns the instrument a Meter returned with err, or noop when
+// there is none. err goes to otel.Handle.
+func orNoop[I any](instrument I, err error, noop I) I {
+	handle(err)
+	if any(instrument) == nil {
+		return noop
+	}
+	return instrument
 }
 
 // observe returns the callback reporting the counts of acquisitions and of
@@ -196,55 +208,42 @@ func handle(err error) {
 	}
 }
 
-// acquired records an acquisition, of outcome outcomes[oi]. The histogram
-// gets ctx, which holds the acquisition's span, for exemplars.
-func (m *metrics) acquired(ctx context.Context, a *acquireContext, oi int, wait time.Duration) {
-	ti := 0
-	if a.try {
-		ti = 1
-	}
-	if m.acquisitions == nil {
-		m.acquisitionCounts[a.mode][a.scope][ti][oi].Add(1)
-		m.acquireDuration.Record(ctx, wait.Seconds(), m.acquire[a.mode][a.scope][ti][oi].record...)
-		return
-	}
-	o := m.acquire[a.mode][a.scope][ti][oi]
-	if name := a.ids.name(); name.Valid() {
-		o = newAttrOptions(modeAttributes[a.mode], scopeAttributes[a.scope], TryKey.Bool(a.try), outcomeAttributes[oi], name)
-	}
+// acquired records an acquisition of lock, TryLock's if ti is 1, of outcome
+// outcomes[oi]. The histogram gets ctx, which holds the acquisition's span,
+// for exemplars.
+func (m *metrics) acquired(ctx context.Context, lock *lockTelemetry, ti, oi int, wait time.Duration) {
+	o := &lock.sets.acquire[ti][oi]
 	m.acquireDuration.Record(ctx, wait.Seconds(), o.record...)
-	m.acquisitions.Add(ctx, 1, o.add...)
+	if m.acquisitions != nil {
+		m.acquisitions.Add(ctx, 1, o.add...)
+	} else {
+		m.acquisitionCounts[lock.mode][lock.scope][ti][oi].Add(1)
+	}
 }
 
-// holdStarted counts a lock held, and returns what the hold's other
-// measurements need. name is the lock's name attribute, or invalid for none.
-func (m *metrics) holdStarted(ctx context.Context, mode, scope int, name attribute.KeyValue) holdMetrics {
-	h := holdMetrics{attrOptions: m.lock[mode][scope], mode: mode, scope: scope}
-	if m.held == nil {
-		if !m.heldSeen[mode][scope].Load() {
-			m.heldSeen[mode][scope].Store(true)
-		}
-		m.heldCounts[mode][scope].Add(1)
-		return h
+// holdStarted counts a lock held.
+func (m *metrics) holdStarted(ctx context.Context, lock *lockTelemetry) {
+	if m.held != nil {
+		m.held.Add(ctx, 1, lock.sets.hold.add...)
+		return
 	}
-	if name.Valid() {
-		h.attrOptions = newAttrOptions(modeAttributes[mode], scopeAttributes[scope], name)
+	if seen := &m.heldSeen[lock.mode][lock.scope]; !seen.Load() {
+		seen.Store(true)
 	}
-	m.held.Add(ctx, 1, h.add...)
-	return h
+	m.heldCounts[lock.mode][lock.scope].Add(1)
 }
 
 // holdEnded counts a lock no longer held and records how long it was.
-func (m *metrics) holdEnded(ctx context.Context, h holdMetrics, held time.Duration) {
-	if m.held == nil {
-		m.heldCounts[h.mode][h.scope].Add(-1)
+func (m *metrics) holdEnded(ctx context.Context, lock *lockTelemetry, held time.Duration) {
+	if m.held != nil {
+		m.held.Add(ctx, -1, lock.sets.hold.add...)
 	} else {
-		m.held.Add(ctx, -1, h.add...)
+		m.heldCounts[lock.mode][lock.scope].Add(-1)
 	}
-	m.holdDuration.Record(ctx, held.Seconds(), h.record...)
+	m.holdDuration.Record(ctx, held.Seconds(), lock.sets.hold.record...)
 }
 
 // lockLost counts a lock lost.
-func (m *metrics) lockLost(ctx context.Context, h holdMetrics) {
-	m.lost.Add(ctx, 1, h.add...)
+func (m *metrics) lockLost(ctx context.Context, lock *lockTelemetry) {
+	m.lost.Add(ctx, 1, lock.sets.hold.add...)
 }

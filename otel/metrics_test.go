@@ -2,7 +2,6 @@ package advisorylockotel_test
 
 import (
 	"context"
-	"errors"
 	"slices"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/advisorylock/advisorylock"
+	"github.com/advisorylock/advisorylock/internal/pgtest"
 	advisorylockotel "github.com/advisorylock/advisorylock/otel"
 )
 
@@ -73,9 +73,10 @@ func awaitSum(t *testing.T, reader *metric.ManualReader, name string, value int6
 // The instruments count acquisitions by outcome, measure waits and holds, and
 // follow the locks held and lost, with low-cardinality attributes.
 func TestHook_metrics(t *testing.T) {
+	t.Parallel()
 	mp, reader := newMetering(t)
-	dsn := testDB(t)
-	pool, other := newPool(t, dsn), newPool(t, dsn)
+	dsn := pgtest.Database(t)
+	pool, other := pgtest.NewPool(t, dsn), pgtest.NewPool(t, dsn)
 	hook := advisorylockotel.NewHook(advisorylockotel.WithMeterProvider(mp), advisorylockotel.WithTracerProvider(tracenoop.NewTracerProvider()))
 	const bound = 50 * time.Millisecond
 	m := advisorylock.New(pool, "metrics", advisorylock.WithHooks(hook), advisorylock.WithTimeout(bound))
@@ -97,27 +98,9 @@ func TestHook_metrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Busy and timed out, while another process holds the lock.
-	holder, err := advisorylock.New(other, "metrics").Lock(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.TryLock(t.Context()); !errors.Is(err, advisorylock.ErrLocked) {
-		t.Errorf("TryLock = %v; want ErrLocked", err)
-	}
-	if _, err := m.Lock(t.Context()); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Lock = %v; want DeadlineExceeded", err)
-	}
-	if err := holder.Unlock(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	// Acquired, then lost.
-	l, err := m.Lock(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	terminateHolder(t, pool)
-	<-l.Done()
+	// Busy and timed out, while another process holds the lock; then
+	// acquired and lost.
+	contend(t, m, other, false)
 	awaitSum(t, reader, advisorylockotel.HeldName, 0, lockAttrs...)
 
 	ms := collect(t, reader)
@@ -175,6 +158,7 @@ func TestHook_metrics(t *testing.T) {
 // The bucket boundaries run from under a millisecond to minutes and more, in
 // increasing order, and DurationBuckets hands out a copy.
 func TestDurationBuckets(t *testing.T) {
+	t.Parallel()
 	b := advisorylockotel.DurationBuckets()
 	if !slices.IsSorted(b) || b[0] > 0.0005 || b[len(b)-1] < 600 {
 		t.Errorf("DurationBuckets() = %v; want increasing, from under 0.5ms to at least 10 minutes", b)

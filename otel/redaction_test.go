@@ -10,8 +10,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/sdk/metric/metricdata"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 
 	"github.com/advisorylock/advisorylock"
@@ -20,6 +18,7 @@ import (
 )
 
 func TestHashLockName(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ name, want string }{
 		// printf %s NAME | sha256sum | cut -c1-16
 		{"test-lock", "a54393f96b8dd28e"},
@@ -36,6 +35,7 @@ func TestHashLockName(t *testing.T) {
 }
 
 func TestLockNamePolicy_String(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		p    advisorylockotel.LockNamePolicy
 		want string
@@ -51,58 +51,16 @@ func TestLockNamePolicy_String(t *testing.T) {
 	}
 }
 
-// spanTexts returns every string a span carries: its name, attribute values,
-// status description, events and links.
-func spanTexts(s sdktrace.ReadOnlySpan) []string {
-	texts := []string{s.Name(), s.Status().Description}
-	add := func(kvs []attribute.KeyValue) {
-		for _, kv := range kvs {
-			texts = append(texts, string(kv.Key)+"="+kv.Value.String())
-		}
-	}
-	add(s.Attributes())
-	for _, e := range s.Events() {
-		texts = append(texts, e.Name)
-		add(e.Attributes)
-	}
-	for _, l := range s.Links() {
-		add(l.Attributes)
-	}
-	return texts
-}
-
-// metricTexts returns every attribute of every data point in ms.
-func metricTexts(ms map[string]metricdata.Metrics) []string {
-	var texts []string
-	add := func(set attribute.Set) {
-		for _, kv := range set.ToSlice() {
-			texts = append(texts, string(kv.Key)+"="+kv.Value.String())
-		}
-	}
-	for _, m := range ms {
-		switch d := m.Data.(type) {
-		case metricdata.Sum[int64]:
-			for _, p := range d.DataPoints {
-				add(p.Attributes)
-			}
-		case metricdata.Histogram[float64]:
-			for _, p := range d.DataPoints {
-				add(p.Attributes)
-			}
-		}
-	}
-	return texts
-}
-
 // The lock's name appears in spans, metrics and error descriptions only as
 // WithLockName and WithMetricLockName say; by default, spans carry its hash
 // and metrics nothing of it.
 func TestHook_lockNamePolicy(t *testing.T) {
+	t.Parallel()
 	const name = "customer-4711"
 	key := advisorylock.KeyFromName(name)
 	hash := advisorylockotel.HashLockName(name)
-	dsn := testDB(t)
-	pool, other := newPool(t, dsn), newPool(t, dsn)
+	dsn := pgtest.Database(t)
+	pool, other := pgtest.NewPool(t, dsn), pgtest.NewPool(t, dsn)
 
 	tests := []struct {
 		name       string
@@ -173,7 +131,7 @@ func TestHook_lockNamePolicy(t *testing.T) {
 				t.Errorf("status description %q; want the lock named by its key %s", desc, key)
 			}
 
-			for _, text := range metricTexts(collect(t, reader)) {
+			for _, text := range metricTexts(t, collect(t, reader)) {
 				isName := strings.HasPrefix(text, string(advisorylockotel.LockNameKey)+"=") || strings.HasPrefix(text, string(advisorylockotel.LockNameHashKey)+"=")
 				if isName && (!tt.metricName.Valid() || text != string(tt.metricName.Key)+"="+tt.metricName.Value.String()) {
 					t.Errorf("metric attribute %s; want %s", text, tt.metricName.Value.String())
@@ -211,12 +169,13 @@ func TestHook_lockNamePolicy(t *testing.T) {
 // connect with a wrong password. The harness's server requires a password,
 // so the DSN has one.
 func TestHook_noConnectionString(t *testing.T) {
+	t.Parallel()
 	srv := pgtest.Require(t)
 	password := srv.Password()
 	if password == "" {
 		pgtest.Unavailable(t, "the server takes no password: nothing to leak")
 	}
-	dsn := testDB(t)
+	dsn := pgtest.Database(t)
 	u, err := url.Parse(dsn)
 	if err != nil {
 		t.Fatal(err)
@@ -229,42 +188,18 @@ func TestHook_noConnectionString(t *testing.T) {
 	tp, log := newTracing(t)
 	mp, reader := newMetering(t)
 	hook := advisorylock.WithHooks(advisorylockotel.NewHook(advisorylockotel.WithTracerProvider(tp), advisorylockotel.WithMeterProvider(mp), advisorylockotel.WithLockName(advisorylockotel.LockNameFull), advisorylockotel.WithMetricLockName(true)))
-	pool, other := newPool(t, dsn), newPool(t, dsn)
+	pool, other := pgtest.NewPool(t, dsn), pgtest.NewPool(t, dsn)
 
 	// Acquired and released.
 	m := advisorylock.New(pool, "secrets", hook, advisorylock.WithTimeout(20*time.Millisecond))
 	if _, err := advisorylock.WithLock(t.Context(), m, func(context.Context) (int, error) { return 0, nil }); err != nil {
 		t.Fatal(err)
 	}
-	// Busy, timed out and cancelled.
-	holder, err := advisorylock.New(other, "secrets").Lock(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := m.TryLock(t.Context()); !errors.Is(err, advisorylock.ErrLocked) {
-		t.Errorf("TryLock = %v; want ErrLocked", err)
-	}
-	if _, err := m.Lock(t.Context()); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Lock = %v; want a timeout", err)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
-	if _, err := m.Lock(ctx); !errors.Is(err, context.Canceled) {
-		t.Errorf("Lock = %v; want Canceled", err)
-	}
-	if err := holder.Unlock(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	// Lost.
-	l, err := m.Lock(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	terminateHolder(t, pool)
-	<-l.Done()
+	// Busy, timed out, cancelled and lost.
+	contend(t, m, other, true)
 	log.await(t, advisorylockotel.HoldSpanName, 2)
 	// A wrong password.
-	wrong := newPool(t, wrongDSN)
+	wrong := pgtest.NewPool(t, wrongDSN)
 	if _, err := advisorylock.New(wrong, "secrets", hook).Lock(t.Context()); err == nil {
 		t.Fatal("Lock with a wrong password succeeded")
 	}
@@ -280,12 +215,6 @@ func TestHook_noConnectionString(t *testing.T) {
 	for _, s := range log.Ended() {
 		texts = append(texts, spanTexts(s)...)
 	}
-	texts = append(texts, metricTexts(collect(t, reader))...)
-	for _, text := range texts {
-		for _, secret := range secrets {
-			if strings.Contains(text, secret) {
-				t.Errorf("telemetry %q contains the secret %q", text, secret)
-			}
-		}
-	}
+	texts = append(texts, metricTexts(t, collect(t, reader))...)
+	pgtest.AssertNoSecrets(t, texts, secrets...)
 }

@@ -2,18 +2,13 @@ package advisorylockotel_test
 
 import (
 	"context"
-	"crypto/rand"
-	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/advisorylock/advisorylock"
 	"github.com/advisorylock/advisorylock/election"
@@ -21,119 +16,17 @@ import (
 	advisorylockotel "github.com/advisorylock/advisorylock/otel"
 )
 
-// newSecretRole creates a login role with a password made to be found in
-// any text it leaks into (see pgtest.Server.SecretRole). Call it before
-// creating the pools that use it.
-func newSecretRole(t *testing.T) (name, password string) {
-	t.Helper()
-	return pgtest.Require(t).SecretRole(t)
-}
-
-// closedPort returns a loopback port nothing listens on.
-func closedPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// telemetryTexts returns every string the recorded telemetry carries: of each
-// span its name, status, attributes, events (names and attributes), links'
-// attributes, scope and resource; of each metric its scope, name,
-// description, unit, and the attributes of every data point and exemplar.
-func telemetryTexts(t *testing.T, spans []sdktrace.ReadOnlySpan, rm metricdata.ResourceMetrics) []string {
-	t.Helper()
-	var texts []string
-	kvs := func(where string, kvs []attribute.KeyValue) {
-		for _, kv := range kvs {
-			texts = append(texts, where+": "+string(kv.Key)+"="+kv.Value.String())
-		}
-	}
-	for _, s := range spans {
-		where := "span " + s.Name()
-		texts = append(texts, where, where+": status "+s.Status().Description, where+": scope "+s.InstrumentationScope().Name)
-		kvs(where, s.Attributes())
-		kvs(where+" resource", s.Resource().Attributes())
-		for _, e := range s.Events() {
-			texts = append(texts, where+": event "+e.Name)
-			kvs(where+" event "+e.Name, e.Attributes)
-		}
-		for _, l := range s.Links() {
-			kvs(where+" link", l.Attributes)
-		}
-	}
-	kvs("metrics resource", rm.Resource.Attributes())
-	for _, sm := range rm.ScopeMetrics {
-		for _, m := range sm.Metrics {
-			where := "metric " + m.Name
-			texts = append(texts, where+": scope "+sm.Scope.Name+" "+m.Description+" "+m.Unit)
-			switch d := m.Data.(type) {
-			case metricdata.Sum[int64]:
-				for _, p := range d.DataPoints {
-					kvs(where, p.Attributes.ToSlice())
-					for _, e := range p.Exemplars {
-						kvs(where+" exemplar", e.FilteredAttributes)
-					}
-				}
-			case metricdata.Sum[float64]:
-				for _, p := range d.DataPoints {
-					kvs(where, p.Attributes.ToSlice())
-				}
-			case metricdata.Gauge[int64]:
-				for _, p := range d.DataPoints {
-					kvs(where, p.Attributes.ToSlice())
-				}
-			case metricdata.Gauge[float64]:
-				for _, p := range d.DataPoints {
-					kvs(where, p.Attributes.ToSlice())
-				}
-			case metricdata.Histogram[float64]:
-				for _, p := range d.DataPoints {
-					kvs(where, p.Attributes.ToSlice())
-					for _, e := range p.Exemplars {
-						kvs(where+" exemplar", e.FilteredAttributes)
-					}
-				}
-			case metricdata.Histogram[int64]:
-				for _, p := range d.DataPoints {
-					kvs(where, p.Attributes.ToSlice())
-				}
-			default:
-				t.Errorf("metric %s: data of type %T not searched; add it", m.Name, m.Data)
-			}
-		}
-	}
-	return texts
-}
-
 // No span, span event, status or metric carries a password: for a pool that
 // works (locks acquired, busy, timed out, lost; an election won), one whose
 // server refuses the connection, one whose role gets a wrong password and one
 // whose own user does. The hooks record names in full and in metrics, and by
 // default, so that everything that can be recorded is.
 func TestSecrets_telemetry(t *testing.T) {
-	srv := pgtest.Require(t)
-	dsn := testDB(t)
-	role, password := newSecretRole(t)
-	wrong := "s3cr3t-Pa55-" + rand.Text()
-	secrets := []string{password, wrong, srv.Password()}
-	good := pgtest.WithCredentials(t, dsn, role, password, 0)
-
-	tests := []struct {
-		name string
-		dsn  string
-		ok   bool
-	}{
-		{"works", good, true},
-		{"connection refused", pgtest.WithCredentials(t, dsn, role, password, closedPort(t)), false},
-		{"wrong password for the role", pgtest.WithCredentials(t, dsn, role, wrong, 0), false},
-		{"wrong password for the test's own user", pgtest.WithCredentials(t, dsn, "", wrong, 0), false},
-	}
+	t.Parallel()
+	dsn := pgtest.Database(t)
+	tests, secrets := pgtest.Require(t).SecretDSNs(t, dsn)
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		t.Run(tt.Name, func(t *testing.T) {
 			tp, spans := newTracing(t)
 			mp, reader := newMetering(t)
 			hook := advisorylock.MultiHook(
@@ -141,12 +34,12 @@ func TestSecrets_telemetry(t *testing.T) {
 					advisorylockotel.WithLockName(advisorylockotel.LockNameFull), advisorylockotel.WithMetricLockName(true)),
 				advisorylockotel.NewHook(advisorylockotel.WithTracerProvider(tp), advisorylockotel.WithMeterProvider(mp)),
 			)
-			pool := newPool(t, tt.dsn)
+			pool := pgtest.NewPool(t, tt.DSN)
 			ctx := t.Context()
 			expect := func(what string, err error) {
 				t.Helper()
-				if tt.ok != (err == nil) {
-					t.Errorf("%s: %v (ok = %v)", what, err, tt.ok)
+				if tt.OK != (err == nil) {
+					t.Errorf("%s: %v (ok = %v)", what, err, tt.OK)
 				}
 			}
 
@@ -175,43 +68,12 @@ func TestSecrets_telemetry(t *testing.T) {
 				t.Errorf("Close: %v", err)
 			}
 
-			if tt.ok {
+			if tt.OK {
 				// Busy, timed out, cancelled and lost, as another session
-				// of the same role holds the lock, then the lock's session
-				// is ended.
-				other := newPool(t, tt.dsn)
-				holder, err := advisorylock.New(other, "secrets").Lock(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
+				// of the same role holds the lock, then ends the lock's
+				// session.
 				m := advisorylock.New(pool, "secrets", advisorylock.WithHooks(hook), advisorylock.WithTimeout(20*time.Millisecond))
-				if _, err := m.TryLock(ctx); !errors.Is(err, advisorylock.ErrLocked) {
-					t.Errorf("TryLock = %v; want ErrLocked", err)
-				}
-				if _, err := m.Lock(ctx); !errors.Is(err, context.DeadlineExceeded) {
-					t.Errorf("Lock = %v; want a timeout", err)
-				}
-				cctx, cancel := context.WithCancel(ctx)
-				cancel()
-				if _, err := m.Lock(cctx); !errors.Is(err, context.Canceled) {
-					t.Errorf("Lock = %v; want Canceled", err)
-				}
-				if err := holder.Unlock(ctx); err != nil {
-					t.Fatal(err)
-				}
-				l, err := m.Lock(ctx)
-				if err != nil {
-					t.Fatal(err)
-				}
-				terminateHolder(t, newPool(t, dsn))
-				select {
-				case <-l.Done():
-				case <-time.After(10 * time.Second):
-					t.Fatal("the loss was not noticed within 10s")
-				}
-				if err := l.Unlock(ctx); !errors.Is(err, advisorylock.ErrLockLost) {
-					t.Errorf("Unlock of a lost lock = %v; want ErrLockLost", err)
-				}
+				contend(t, m, pgtest.NewPool(t, tt.DSN), true)
 				spans.await(t, advisorylockotel.HoldSpanName, 2*8) // 8 holds, each seen by both hooks
 			}
 
@@ -229,17 +91,11 @@ func TestSecrets_telemetry(t *testing.T) {
 					failed++
 				}
 			}
-			if !tt.ok && failed == 0 {
+			if !tt.OK && failed == 0 {
 				t.Error("no span describes the failed connection: the test proves nothing")
 			}
 			texts := telemetryTexts(t, ended, rm)
-			for _, text := range texts {
-				for _, s := range secrets {
-					if strings.Contains(text, s) {
-						t.Errorf("telemetry shows a secret: %s", text)
-					}
-				}
-			}
+			pgtest.AssertNoSecrets(t, texts, secrets...)
 			t.Logf("%d spans, %d texts searched", len(ended), len(texts))
 		})
 	}
@@ -250,9 +106,10 @@ func TestSecrets_telemetry(t *testing.T) {
 // This checks that text itself for the URL forms pgx accepts, with the
 // password in the userinfo, percent-encoded, and in the query string.
 func TestSecrets_connectErrorForms(t *testing.T) {
-	dsn := testDB(t)
-	role, password := newSecretRole(t)
-	port := closedPort(t)
+	t.Parallel()
+	dsn := pgtest.Database(t)
+	role, password := pgtest.Require(t).SecretRole(t)
+	port := pgtest.ClosedPort(t)
 	u, err := url.Parse(pgtest.WithCredentials(t, dsn, role, password, port))
 	if err != nil {
 		t.Fatal(err)
@@ -266,14 +123,10 @@ func TestSecrets_connectErrorForms(t *testing.T) {
 		fmt.Sprintf("host=127.0.0.1 port=%d user=%s password=%s dbname=x sslmode=disable", port, role, password)} {
 		tp, spans := newTracing(t)
 		hook := advisorylockotel.NewHook(advisorylockotel.WithTracerProvider(tp), advisorylockotel.WithLockName(advisorylockotel.LockNameFull))
-		_, err := advisorylock.New(newPool(t, d), "secrets", advisorylock.WithHooks(hook)).Lock(t.Context())
+		_, err := advisorylock.New(pgtest.NewPool(t, d), "secrets", advisorylock.WithHooks(hook)).Lock(t.Context())
 		if err == nil {
 			t.Fatal("Lock on a closed port succeeded")
 		}
-		for _, text := range append(telemetryTexts(t, spans.Ended(), metricdata.ResourceMetrics{}), err.Error()) {
-			if strings.Contains(text, password) {
-				t.Errorf("a secret shows: %s", text)
-			}
-		}
+		pgtest.AssertNoSecrets(t, append(telemetryTexts(t, spans.Ended(), metricdata.ResourceMetrics{}), err.Error()), password)
 	}
 }

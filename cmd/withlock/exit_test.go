@@ -174,7 +174,7 @@ func TestUnavailable(t *testing.T) {
 		want string // in stderr
 	}{
 		{"refused", fmt.Sprintf("postgres://postgres:%s@127.0.0.1:%d/postgres?sslmode=disable&connect_timeout=5", srv.Password(), closedPort(t)), "refused"},
-		{"wrong password", withPassword(t, dsn, "not-the-password-4711"), "28P01"},
+		{"wrong password", pgtest.WithCredentials(t, dsn, "", "not-the-password-4711", 0), "28P01"},
 		{"unknown database", withDatabase(t, dsn, "no_such_database"), "3D000"},
 	}
 	for _, tt := range tests {

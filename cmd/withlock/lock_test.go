@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/advisorylock/advisorylock"
+	"github.com/advisorylock/advisorylock/internal/pgtest"
 )
 
 func TestStdout_onlyTheCommand(t *testing.T) {
@@ -152,11 +153,7 @@ func TestStatus(t *testing.T) {
 	holder := holdLock(t, dsn, advisorylock.KeyFromName(name), false)
 	waiter := startWithlock(t, env, args([]string{name}, "true")...)
 	awaitLocks(t, dsn, "not granted", 1)
-	var waiterPID int32
-	if err := connect(t, dsn).QueryRow(context.Background(),
-		"select pid from pg_locks where locktype = 'advisory' and not granted").Scan(&waiterPID); err != nil {
-		t.Fatal(err)
-	}
+	waiterPID := pgtest.AdvisoryLockPIDs(t, connect(t, dsn), "not granted")[0]
 	r = withlock(t, env, "--status", name)
 	wantCode(t, r, 0)
 	lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")

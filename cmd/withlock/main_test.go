@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -209,23 +208,12 @@ func wantCode(t *testing.T, r result, code int) {
 // test ends it checks that no session holds or awaits an advisory lock there.
 func testDB(t *testing.T) (dsn string, env []string) {
 	t.Helper()
-	dsn = pgtest.Require(t).CreateDatabase(t)
-	t.Cleanup(func() { awaitLocks(t, dsn, "true", 0) })
+	dsn = pgtest.Database(t)
 	return dsn, []string{EnvConnectionString + "=" + dsn}
 }
 
 // connect opens a connection of the test's own, closed when the test ends.
-func connect(t *testing.T, dsn string) *pgx.Conn {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
-}
+func connect(t *testing.T, dsn string) *pgx.Conn { return pgtest.Connect(t, dsn) }
 
 // holdLock takes key's lock on a connection of the test's own and returns
 // the connection; the lock goes when the connection closes.
@@ -259,34 +247,6 @@ func awaitLocks(t *testing.T, dsn, cond string, n int) {
 	pgtest.AwaitAdvisoryLocks(t, dsn, cond, n)
 }
 
-// grantedPIDs returns the backends holding an advisory lock in dsn's
-// database.
-func grantedPIDs(t *testing.T, dsn string) []int32 {
-	t.Helper()
-	conn := connect(t, dsn)
-	rows, err := conn.Query(context.Background(), `select pid from pg_locks where locktype = 'advisory' and granted
-		and database = (select oid from pg_database where datname = current_database()) order by pid`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pids
-}
-
-// withPassword returns dsn with its password replaced.
-func withPassword(t *testing.T, dsn, password string) string {
-	t.Helper()
-	u, err := url.Parse(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.User = url.UserPassword(u.User.Username(), password)
-	return u.String()
-}
-
 // withDatabase returns dsn pointing at database db.
 func withDatabase(t *testing.T, dsn, db string) string {
 	t.Helper()
@@ -299,15 +259,7 @@ func withDatabase(t *testing.T, dsn, db string) string {
 }
 
 // closedPort returns a loopback port nothing listens on.
-func closedPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func closedPort(t *testing.T) int { return pgtest.ClosedPort(t) }
 
 // awaitFile waits until path exists, or fails t after 20s.
 func awaitFile(t *testing.T, path string) {

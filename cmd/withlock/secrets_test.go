@@ -29,11 +29,7 @@ func withUser(t *testing.T, dsn, user, password string) string {
 // noSecret fails t if r's output shows one of secrets.
 func noSecret(t *testing.T, r result, secrets ...string) {
 	t.Helper()
-	for _, s := range secrets {
-		if strings.Contains(r.stdout, s) || strings.Contains(r.stderr, s) {
-			t.Errorf("withlock's output shows a secret:\nstdout: %q\nstderr: %q", r.stdout, r.stderr)
-		}
-	}
+	pgtest.AssertNoSecrets(t, []string{"withlock's stdout: " + r.stdout, "withlock's stderr: " + r.stderr}, secrets...)
 }
 
 // withlock's own output (stderr, with -v; stdout with --status) never shows
@@ -77,7 +73,7 @@ func TestSecrets_output(t *testing.T) {
 		{"wrong password for the role, -v", nil, args([]string{"-v", "--db", withUser(t, dsn, role, wrong), "secrets"}, "echo", "ran"), exitUnavailable, "28P01"},
 		{"wrong password for the role, PGPASSWORD", append(libpq, "PGPASSWORD="+wrong), args([]string{"-v", "secrets"}, "echo", "ran"), exitUnavailable, "28P01"},
 		{"wrong password for the role, status", nil, []string{"--db", withUser(t, dsn, role, wrong), "--status", "secrets"}, exitUnavailable, "28P01"},
-		{"wrong password for the test's own user", nil, args([]string{"-v", "--db", withPassword(t, dsn, wrong), "secrets"}, "echo", "ran"), exitUnavailable, "28P01"},
+		{"wrong password for the test's own user", nil, args([]string{"-v", "--db", pgtest.WithCredentials(t, dsn, "", wrong, 0), "secrets"}, "echo", "ran"), exitUnavailable, "28P01"},
 		{"unknown database", nil, args([]string{"-v", "--db", withDatabase(t, good, "no_such_database"), "secrets"}, "echo", "ran"), exitUnavailable, "3D000"},
 		// pgx quotes a keyword/value string it cannot parse in its error and
 		// redacts "password=x" but not "password = x" (spaces around '=',
@@ -137,7 +133,7 @@ func TestSecrets_contention(t *testing.T) {
 
 	p := startWithlock(t, env, args([]string{"-v", "--grace", "300ms", "doomed"}, sh("echo ready; exec sleep 30")...)...)
 	p.stdout.await(t, "ready\n")
-	terminateHolders(t, dsn)
+	pgtest.TerminateHolder(t, connect(t, dsn))
 	r = p.wait(t)
 	wantCode(t, r, exitLost)
 	if !strings.Contains(r.stderr, "lost") {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -135,7 +134,7 @@ wait $p
 echo finished`
 	p := startWithlock(t, env, args([]string{"--grace", "20s", "doomed"}, sh(script)...)...)
 	p.stdout.await(t, "ready\n")
-	terminateHolders(t, dsn)
+	pgtest.TerminateHolder(t, connect(t, dsn))
 	r := p.wait(t)
 	wantCode(t, r, exitLost)
 	if r.stdout != "ready\nstopping\n" {
@@ -152,7 +151,7 @@ func TestLostLock_killAfterGrace(t *testing.T) {
 	p := startWithlock(t, env, args([]string{"--grace", "300ms", "stubborn"}, sh("trap '' TERM; echo ready; exec sleep 30")...)...)
 	p.stdout.await(t, "ready\n")
 	lostAt := time.Now()
-	terminateHolders(t, dsn)
+	pgtest.TerminateHolder(t, connect(t, dsn))
 	r := p.wait(t)
 	wantCode(t, r, exitLost)
 	if d := time.Since(lostAt); d < 300*time.Millisecond || d > 5*time.Second {
@@ -160,21 +159,6 @@ func TestLostLock_killAfterGrace(t *testing.T) {
 	}
 	if !strings.Contains(r.stderr, "SIGKILL") {
 		t.Errorf("stderr %q; want it to say SIGKILL was sent", r.stderr)
-	}
-}
-
-// terminateHolders ends the sessions holding advisory locks in dsn's
-// database, as an administrator or a failover would.
-func terminateHolders(t *testing.T, dsn string) {
-	t.Helper()
-	pids := grantedPIDs(t, dsn)
-	if len(pids) != 1 {
-		t.Fatalf("backends holding a lock: %v; want one", pids)
-	}
-	conn := connect(t, dsn)
-	var ok bool
-	if err := conn.QueryRow(context.Background(), "select pg_terminate_backend($1)", pids[0]).Scan(&ok); err != nil || !ok {
-		t.Fatalf("pg_terminate_backend(%d) = %v, %v", pids[0], ok, err)
 	}
 }
 

@@ -5,10 +5,11 @@
 //
 //	func TestMain(m *testing.M) { pgtest.Main(m) }
 //
-// and each test that needs a database asks for the package's server:
+// and each test that needs a database asks for one of its own on the
+// package's server:
 //
-//	srv := pgtest.Require(t)
-//	dsn := srv.CreateDatabase(t)
+//	dsn := pgtest.Database(t) // pgtest.Require(t).CreateDatabase(t), checked
+//	pool := pgtest.NewPool(t, dsn)
 //
 // # Where servers come from
 //
@@ -44,12 +45,24 @@
 // StartPgBouncer (and PgBouncer, for transaction mode) runs PgBouncer in
 // front of the server for one database. NewPool gives a test a pool that is
 // checked when the test ends: nothing still acquired, no pooled connection
-// holding an advisory lock. AwaitAdvisoryLocks waits for pg_locks to show a
-// number of advisory locks.
+// holding an advisory lock. Database checks that no session holds an advisory
+// lock in the test's database when it ends. AwaitWaiters, AwaitHolders and
+// AwaitAdvisoryLocks wait for pg_locks to show a number of advisory locks in
+// one database; AdvisoryLockPIDs lists their sessions, and Terminate and
+// TerminateHolder end sessions.
+//
+// # Secrets
+//
+// SecretRole makes a role whose password is easy to find in any text it leaks
+// into; WithCredentials and ClosedPort make connection strings that work, are
+// refused or are denied; ErrorChain lists what an error wraps, and
+// AssertNoSecrets searches texts for the password.
 //
 // # Fault injection
 //
 // Proxy is a loopback TCP forwarder that can freeze (a silent network) and
-// cut (abrupt resets) the connections passing through it. Restart restarts a
-// server the harness started, and StartStandby starts a hot standby of it.
+// cut (abrupt resets) the connections passing through it; Server.Proxy puts
+// one in front of the server, and Server.ProxiedPool a pool behind it.
+// Restart restarts a server the harness started, and StartStandby starts a
+// hot standby of it.
 package pgtest

@@ -46,6 +46,7 @@ func poolOf(t *testing.T, ctx context.Context, b *PgBouncer) PgBouncerPool {
 // rests on: a client of PgBouncer is told a process ID that is not its
 // server session's, and clients take turns on the pool's sessions.
 func TestPgBouncer_transactionMode(t *testing.T) {
+	t.Parallel()
 	srv := Require(t)
 	ctx := testContext(t)
 	dsn := srv.CreateDatabase(t)
@@ -112,6 +113,7 @@ func TestPgBouncer_transactionMode(t *testing.T) {
 // statements in the server session, which the next client on that session
 // then cannot prepare again.
 func TestPgBouncer_pgxStatementCache(t *testing.T) {
+	t.Parallel()
 	srv := Require(t)
 	ctx := testContext(t)
 	b := srv.StartPgBouncer(t, srv.CreateDatabase(t), PgBouncerConfig{PoolSize: 1})
@@ -140,6 +142,7 @@ func TestPgBouncer_pgxStatementCache(t *testing.T) {
 // TestPgBouncer_transactionPins checks that a transaction keeps its server
 // session, while other clients' statements run on other sessions.
 func TestPgBouncer_transactionPins(t *testing.T) {
+	t.Parallel()
 	srv := Require(t)
 	ctx := testContext(t)
 	b := srv.StartPgBouncer(t, srv.CreateDatabase(t), PgBouncerConfig{PoolSize: 2})
@@ -167,6 +170,7 @@ func TestPgBouncer_transactionPins(t *testing.T) {
 // TestPgBouncer_sessionMode checks that in session mode a client keeps one
 // server session, but is still told a made-up PID.
 func TestPgBouncer_sessionMode(t *testing.T) {
+	t.Parallel()
 	srv := Require(t)
 	ctx := testContext(t)
 	b := srv.StartPgBouncer(t, srv.CreateDatabase(t), PgBouncerConfig{PoolMode: PoolSession, PoolSize: 2})
@@ -189,6 +193,7 @@ func TestPgBouncer_sessionMode(t *testing.T) {
 // TestPgBouncer_statementMode checks that statement mode refuses
 // transactions, so a transaction-scoped lock cannot be taken through it.
 func TestPgBouncer_statementMode(t *testing.T) {
+	t.Parallel()
 	srv := Require(t)
 	ctx := testContext(t)
 	b := srv.StartPgBouncer(t, srv.CreateDatabase(t), PgBouncerConfig{PoolMode: PoolStatement})
@@ -206,6 +211,7 @@ func TestPgBouncer_statementMode(t *testing.T) {
 // TestPgBouncer_runsAsServerUser checks that, as root, the pooler runs as
 // the postgres OS user, as the server does: it refuses to run as root.
 func TestPgBouncer_runsAsServerUser(t *testing.T) {
+	t.Parallel()
 	srv := Require(t)
 	b := srv.StartPgBouncer(t, srv.CreateDatabase(t), PgBouncerConfig{})
 	b.mu.Lock()
@@ -231,6 +237,7 @@ func TestPgBouncer_runsAsServerUser(t *testing.T) {
 }
 
 func TestPgBouncer_Stop(t *testing.T) {
+	t.Parallel()
 	srv := Require(t)
 	ctx := testContext(t)
 	dsn := srv.CreateDatabase(t)
@@ -264,6 +271,7 @@ func TestPgBouncer_Stop(t *testing.T) {
 }
 
 func TestStartPgBouncer_badInput(t *testing.T) {
+	t.Parallel()
 	srv := Require(t)
 	bin := RequirePgBouncer(t)
 	ctx := testContext(t)
@@ -297,6 +305,7 @@ func TestStartPgBouncer_badInput(t *testing.T) {
 // A port taken between its choice and the pooler's start makes the pooler
 // start on another one.
 func TestStartPgBouncer_portTaken(t *testing.T) {
+	// Serial: it replaces bouncerPort, which every pooler start uses.
 	srv := Require(t)
 	bin := RequirePgBouncer(t)
 	dsn := srv.CreateDatabase(t)
@@ -332,6 +341,7 @@ func TestStartPgBouncer_portTaken(t *testing.T) {
 // A server login the pooler cannot make surfaces to the client, without the
 // password.
 func TestPgBouncer_wrongServerPassword(t *testing.T) {
+	t.Parallel()
 	srv := Require(t)
 	if srv.Password() == "" {
 		t.Fatal("the server takes no password; the harness always sets one")
@@ -390,6 +400,7 @@ func runFake(f *fakeTB) string {
 }
 
 func TestRequirePgBouncer(t *testing.T) {
+	// Serial: t.Setenv, and it replaces pgbouncerPlaces.
 	if bin := runFake(&fakeTB{TB: t}); bin == "" || !isExecutable(bin) {
 		t.Fatalf("RequirePgBouncer = %q; want the installed pgbouncer (.ci/run installs it)", bin)
 	}
@@ -399,15 +410,8 @@ func TestRequirePgBouncer(t *testing.T) {
 	saved := pgbouncerPlaces
 	pgbouncerPlaces = []string{filepath.Join(t.TempDir(), "pgbouncer")}
 	t.Cleanup(func() { pgbouncerPlaces = saved })
-	tests := []struct {
-		name, ci, require string
-		fail              bool
-	}{
-		{"local run", "", "", false},
-		{"CI", "true", "", true},
-		{"database required", "", "1", true},
-	}
-	for _, tt := range tests {
+	// A run that requires a server fails for the missing pooler; others skip.
+	for _, tt := range requiredCases {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv("CI", tt.ci)
 			t.Setenv(envRequireDB, tt.require)
@@ -416,11 +420,11 @@ func TestRequirePgBouncer(t *testing.T) {
 				t.Fatalf("RequirePgBouncer = %q; want none found", bin)
 			}
 			msg := f.skipped
-			if tt.fail {
+			if tt.want {
 				msg = f.failed
 			}
 			if msg == "" || (f.skipped != "") == (f.failed != "") {
-				t.Fatalf("skipped %q, failed %q; want only the %s", f.skipped, f.failed, map[bool]string{true: "failure", false: "skip"}[tt.fail])
+				t.Fatalf("skipped %q, failed %q; want only the %s", f.skipped, f.failed, map[bool]string{true: "failure", false: "skip"}[tt.want])
 			}
 			if !strings.Contains(msg, "apt-get install pgbouncer") {
 				t.Errorf("message %q does not say how to install pgbouncer", msg)
@@ -430,6 +434,7 @@ func TestRequirePgBouncer(t *testing.T) {
 }
 
 func TestBouncerConfig(t *testing.T) {
+	t.Parallel()
 	b := &PgBouncer{mode: PoolTransaction, poolSize: 3, dir: "/tmp/x", port: 6432}
 	got := b.config(bouncerTarget{host: "127.0.0.1", port: 5432, user: "postgres", password: "pw", database: "db1"})
 	for _, want := range []string{

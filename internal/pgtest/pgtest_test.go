@@ -3,13 +3,17 @@ package pgtest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -108,6 +112,7 @@ func eventually(ctx context.Context, cond func() bool) bool {
 }
 
 func TestServer_answers(t *testing.T) {
+	t.Parallel()
 	srv := Require(t)
 	ctx := testContext(t)
 	conn := connect(t, ctx, parseConfig(t, srv.DSN()))
@@ -126,6 +131,7 @@ func TestServer_answers(t *testing.T) {
 }
 
 func TestServer_password(t *testing.T) {
+	t.Parallel()
 	srv := Require(t)
 	if srv.Kind() == kindEnv {
 		Unavailable(t, "the password of an external server is not the harness's")
@@ -162,6 +168,7 @@ func TestServer_password(t *testing.T) {
 // TestStart_second starts a second server: it must have its own password,
 // and its Stop must leave nothing behind.
 func TestStart_second(t *testing.T) {
+	t.Parallel()
 	srv := Require(t)
 	if srv.Kind() == kindEnv {
 		Unavailable(t, "Start would return the same external server")
@@ -211,6 +218,7 @@ func TestStart_second(t *testing.T) {
 }
 
 func TestStart_unavailable(t *testing.T) {
+	// Serial: t.Setenv.
 	t.Setenv(envDSN, "")
 	t.Setenv(envPGBin, t.TempDir())
 	t.Setenv("DOCKER_HOST", "unix://"+filepath.Join(t.TempDir(), "docker.sock"))
@@ -235,6 +243,7 @@ func TestStart_unavailable(t *testing.T) {
 }
 
 func TestStart_envUnusable(t *testing.T) {
+	// Serial: t.Setenv.
 	port, err := freePort() // nobody listens there
 	if err != nil {
 		t.Fatal(err)
@@ -253,19 +262,23 @@ func TestStart_envUnusable(t *testing.T) {
 	}
 }
 
+// requiredCases are settings of CI and ADVISORYLOCK_TEST_REQUIRE_DB, and
+// whether each makes Required report true.
+var requiredCases = []struct {
+	name, ci, require string
+	want              bool
+}{
+	{"nothing set", "", "", false},
+	{"CI=true", "true", "", true},
+	{"CI=1", "1", "", true},
+	{"CI=false", "false", "", false},
+	{"require=1", "", "1", true},
+	{"require=0", "", "0", false},
+}
+
 func TestRequired(t *testing.T) {
-	tests := []struct {
-		name, ci, require string
-		want              bool
-	}{
-		{"nothing set", "", "", false},
-		{"CI=true", "true", "", true},
-		{"CI=1", "1", "", true},
-		{"CI=false", "false", "", false},
-		{"require=1", "", "1", true},
-		{"require=0", "", "0", false},
-	}
-	for _, tt := range tests {
+	// Serial: its cases call t.Setenv.
+	for _, tt := range requiredCases {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Setenv("CI", tt.ci)
 			t.Setenv(envRequireDB, tt.require)
@@ -277,6 +290,7 @@ func TestRequired(t *testing.T) {
 }
 
 func TestRedactError(t *testing.T) {
+	t.Parallel()
 	base := errors.New("auth failed for pw123 at pw123")
 	err := redactError(base, "pw123")
 	if got, want := err.Error(), "auth failed for [REDACTED] at [REDACTED]"; got != want {
@@ -291,6 +305,7 @@ func TestRedactError(t *testing.T) {
 }
 
 func TestWithDatabase(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ name, dsn, want string }{
 		{"url", "postgres://u:p@127.0.0.1:5432/postgres?sslmode=disable", "postgres://u:p@127.0.0.1:5432/db1?sslmode=disable"},
 		{"url without path", "postgresql://u@h", "postgresql://u@h/db1"},
@@ -311,6 +326,7 @@ func TestWithDatabase(t *testing.T) {
 }
 
 func TestCompareVersions(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		a, b string
 		want int // sign
@@ -330,6 +346,7 @@ func TestCompareVersions(t *testing.T) {
 }
 
 func TestCreateDatabase_isolation(t *testing.T) {
+	t.Parallel()
 	srv := Require(t)
 	ctx := testContext(t)
 	dsnA, dsnB := srv.CreateDatabase(t), srv.CreateDatabase(t)
@@ -361,6 +378,7 @@ func TestCreateDatabase_isolation(t *testing.T) {
 }
 
 func TestCreateDatabase_dropped(t *testing.T) {
+	t.Parallel()
 	srv := Require(t)
 	ctx := testContext(t)
 	var name string
@@ -385,6 +403,7 @@ func TestCreateDatabase_dropped(t *testing.T) {
 }
 
 func TestServer_Restart(t *testing.T) {
+	// Serial: restarting the server ends every session, the other tests' too.
 	srv := Require(t)
 	ctx := testContext(t)
 	if srv.Kind() == kindEnv {
@@ -414,6 +433,7 @@ func TestServer_Restart(t *testing.T) {
 }
 
 func TestServer_StartStandby(t *testing.T) {
+	t.Parallel()
 	srv := Require(t)
 	ctx := testContext(t)
 	if srv.Kind() != kindLocal {
@@ -447,6 +467,7 @@ func TestServer_StartStandby(t *testing.T) {
 }
 
 func TestProxy_forwards(t *testing.T) {
+	t.Parallel()
 	srv := Require(t)
 	ctx := testContext(t)
 	p, cfg := startProxy(t, srv)
@@ -463,16 +484,35 @@ func TestProxy_forwards(t *testing.T) {
 	}
 }
 
-func TestProxy_Freeze(t *testing.T) {
+// proxied is a connection through a Proxy to the package's server, and an
+// administrator's connection of its own, for tests of the proxy's faults.
+type proxied struct {
+	ctx   context.Context
+	admin *pgx.Conn
+	p     *Proxy
+	cfg   *pgx.ConnConfig // through p
+	conn  *pgx.Conn       // through p, checked to work
+	pid   uint32          // conn's server process
+}
+
+func newProxied(t *testing.T) proxied {
+	t.Helper()
 	srv := Require(t)
-	ctx := testContext(t)
-	admin := connect(t, ctx, parseConfig(t, srv.DSN()))
-	p, cfg := startProxy(t, srv)
-	conn := connect(t, ctx, cfg)
-	if err := selectOne(ctx, conn); err != nil {
-		t.Fatalf("SELECT 1 before Freeze: %v", err)
+	x := proxied{ctx: testContext(t)}
+	x.admin = connect(t, x.ctx, parseConfig(t, srv.DSN()))
+	x.p, x.cfg = startProxy(t, srv)
+	x.conn = connect(t, x.ctx, x.cfg)
+	if err := selectOne(x.ctx, x.conn); err != nil {
+		t.Fatalf("SELECT 1 through the proxy: %v", err)
 	}
-	pid := conn.PgConn().PID()
+	x.pid = x.conn.PgConn().PID()
+	return x
+}
+
+func TestProxy_Freeze(t *testing.T) {
+	t.Parallel()
+	x := newProxied(t)
+	ctx, admin, p, cfg, conn, pid := x.ctx, x.admin, x.p, x.cfg, x.conn, x.pid
 	clientAddr := conn.PgConn().Conn().LocalAddr().String()
 
 	p.Freeze()
@@ -520,15 +560,9 @@ func TestProxy_Freeze(t *testing.T) {
 }
 
 func TestProxy_CutAll(t *testing.T) {
-	srv := Require(t)
-	ctx := testContext(t)
-	admin := connect(t, ctx, parseConfig(t, srv.DSN()))
-	p, cfg := startProxy(t, srv)
-	conn := connect(t, ctx, cfg)
-	if err := selectOne(ctx, conn); err != nil {
-		t.Fatalf("SELECT 1 before CutAll: %v", err)
-	}
-	pid := conn.PgConn().PID()
+	t.Parallel()
+	x := newProxied(t)
+	ctx, admin, p, cfg, conn, pid := x.ctx, x.admin, x.p, x.cfg, x.conn, x.pid
 
 	p.CutAll()
 	if err := selectOne(ctx, conn); err == nil {
@@ -547,6 +581,7 @@ func TestProxy_CutAll(t *testing.T) {
 }
 
 func TestProxy_Close(t *testing.T) {
+	// Serial: goleak looks for the proxy's goroutines in the whole process.
 	srv := Require(t)
 	ctx := testContext(t)
 	baseline := goleak.IgnoreCurrent()
@@ -583,6 +618,7 @@ func TestProxy_Close(t *testing.T) {
 }
 
 func TestSweepStaleDirs(t *testing.T) {
+	// Serial: t.Setenv.
 	t.Setenv("TMPDIR", t.TempDir())
 	dead := exec.Command("true")
 	if err := dead.Run(); err != nil {
@@ -613,6 +649,176 @@ func TestSweepStaleDirs(t *testing.T) {
 	for _, dir := range []string{live, unowned} {
 		if _, err := os.Stat(dir); err != nil {
 			t.Errorf("stat %s: %v; want it kept", dir, err)
+		}
+	}
+}
+
+// AdvisoryLockPIDs, AwaitWaiters, AwaitHolders and TerminateHolder see the
+// advisory locks of their own database only.
+func TestAdvisoryLockPIDs(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	dsn := Database(t)
+	admin := connect(t, ctx, parseConfig(t, dsn))
+	holder := connect(t, ctx, parseConfig(t, dsn))
+	waiter := connect(t, ctx, parseConfig(t, dsn))
+	elsewhere := connect(t, ctx, parseConfig(t, Database(t)))
+	for _, c := range []*pgx.Conn{holder, elsewhere} {
+		if _, err := c.Exec(ctx, "select pg_advisory_lock(1), pg_advisory_lock(2)"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waited := make(chan error, 1)
+	go func() {
+		_, err := waiter.Exec(ctx, "select pg_advisory_lock(1)")
+		waited <- err
+	}()
+	AwaitWaiters(t, admin, 1)
+	h, w := int32(holder.PgConn().PID()), int32(waiter.PgConn().PID())
+	if got := AdvisoryLockPIDs(t, admin, "granted"); !slices.Equal(got, []int32{h, h}) {
+		t.Errorf("granted: %v; want the holder's %d twice", got, h)
+	}
+	if got := AdvisoryLockPIDs(t, admin, "not granted"); !slices.Equal(got, []int32{w}) {
+		t.Errorf("not granted: %v; want the waiter's %d", got, w)
+	}
+	if got := TerminateHolder(t, admin); got != h {
+		t.Errorf("TerminateHolder ended %d; want the holder %d", got, h)
+	}
+	if err := <-waited; err != nil {
+		t.Fatalf("the waiter's lock: %v", err)
+	}
+	AwaitHolders(t, admin, 1)
+	if got := AdvisoryLockPIDs(t, admin, "true"); !slices.Equal(got, []int32{w}) {
+		t.Errorf("after the holder ended: %v; want the waiter's %d alone", got, w)
+	}
+	if _, err := waiter.Exec(ctx, "select pg_advisory_unlock_all()"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := elsewhere.Exec(ctx, "select pg_advisory_unlock_all()"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A pool from ProxiedPool goes through its proxy: frozen, it is silent.
+func TestServer_ProxiedPool(t *testing.T) {
+	t.Parallel()
+	srv := Require(t)
+	ctx := testContext(t)
+	p, pool := srv.ProxiedPool(t, Database(t))
+	if err := pool.Ping(ctx); err != nil {
+		t.Fatalf("Ping through the proxy: %v", err)
+	}
+	if n := p.openLinks(); n != 1 {
+		t.Errorf("%d connections through the proxy; want the pool's 1", n)
+	}
+	p.Freeze()
+	qctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if err := pool.Ping(qctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Ping through the frozen proxy: %v; want a deadline error", err)
+	}
+	// The test ends frozen: the cleanup thaws the proxy before the pool's
+	// check, which would otherwise hang.
+}
+
+// recordTB records the failures of a check without failing the real test.
+type recordTB struct {
+	testing.TB
+	errors []string
+	fatal  string
+}
+
+func (r *recordTB) Helper() {}
+
+func (r *recordTB) Errorf(format string, args ...any) {
+	r.errors = append(r.errors, fmt.Sprintf(format, args...))
+}
+
+func (r *recordTB) Fatal(args ...any) {
+	r.fatal = fmt.Sprint(args...)
+	runtime.Goexit()
+}
+
+// run calls f with r in a goroutine of its own, which Fatal ends.
+func (r *recordTB) run(f func(testing.TB)) *recordTB {
+	var wg sync.WaitGroup
+	wg.Go(func() { f(r) })
+	wg.Wait()
+	return r
+}
+
+func TestAssertNoSecrets(t *testing.T) {
+	t.Parallel()
+	const secret = "s3cr3t-Pa55-xyz"
+	texts := []string{"fine", "error: password " + secret + " rejected", "also fine"}
+	r := (&recordTB{TB: t}).run(func(tb testing.TB) { AssertNoSecrets(tb, texts, "", "absent", secret) })
+	if len(r.errors) != 1 || r.fatal != "" {
+		t.Fatalf("errors %q, fatal %q; want one error", r.errors, r.fatal)
+	}
+	if strings.Contains(r.errors[0], secret) || !strings.Contains(r.errors[0], "password [REDACTED] rejected") {
+		t.Errorf("error %q; want the text shown with the secret redacted", r.errors[0])
+	}
+	r = (&recordTB{TB: t}).run(func(tb testing.TB) { AssertNoSecrets(tb, texts[:1], secret) })
+	if len(r.errors) != 0 || r.fatal != "" {
+		t.Errorf("errors %q, fatal %q for a clean text; want none", r.errors, r.fatal)
+	}
+	r = (&recordTB{TB: t}).run(func(tb testing.TB) { AssertNoSecrets(tb, nil, secret) })
+	if r.fatal == "" {
+		t.Error("no texts: no failure; want one, the check proves nothing")
+	}
+}
+
+func TestErrorChain(t *testing.T) {
+	t.Parallel()
+	a, b, c := errors.New("a"), errors.New("b"), errors.New("c")
+	err := fmt.Errorf("top: %w", errors.Join(a, fmt.Errorf("mid: %w", b), c))
+	var got []string
+	for _, e := range ErrorChain(err) {
+		got = append(got, e.Error())
+	}
+	want := []string{err.Error(), "a\nmid: b\nc", "a", "mid: b", "b", "c"}
+	if !slices.Equal(got, want) {
+		t.Errorf("ErrorChain = %q; want %q", got, want)
+	}
+	if ErrorChain(nil) != nil {
+		t.Error("ErrorChain(nil) is not empty")
+	}
+}
+
+func TestClosedPort(t *testing.T) {
+	t.Parallel()
+	port := ClosedPort(t)
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(loopback, strconv.Itoa(port)), time.Second)
+	if err == nil {
+		c.Close()
+		t.Errorf("port %d accepted a connection; want it refused", port)
+	}
+}
+
+// SecretDSNs' connection strings work, are refused or are denied, as they
+// say, and each holds a secret.
+func TestServer_SecretDSNs(t *testing.T) {
+	t.Parallel()
+	srv := Require(t)
+	ctx := testContext(t)
+	dsns, secrets := srv.SecretDSNs(t, Database(t))
+	if len(dsns) != 4 || len(secrets) != 3 || slices.Contains(secrets, "") {
+		t.Fatalf("%d connection strings, secrets %d (empty: %v); want 4 and 3 non-empty", len(dsns), len(secrets), slices.Contains(secrets, ""))
+	}
+	for _, d := range dsns {
+		if !slices.ContainsFunc(secrets[:2], func(s string) bool { return strings.Contains(d.DSN, s) }) {
+			t.Errorf("%s: the connection string holds neither secret", d.Name)
+		}
+		conn, err := pgx.Connect(ctx, d.DSN)
+		if err == nil {
+			conn.Close(ctx)
+		}
+		var pgErr *pgconn.PgError
+		switch {
+		case d.OK != (err == nil):
+			t.Errorf("%s: connect = %v; want success %v", d.Name, redactError(err, secrets[0]), d.OK)
+		case strings.HasPrefix(d.Name, "wrong password") && (!errors.As(err, &pgErr) || pgErr.Code != "28P01"):
+			t.Errorf("%s: connect = %v; want 28P01", d.Name, err)
 		}
 	}
 }

@@ -5,8 +5,12 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"sync"
+	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 const (
@@ -294,4 +298,17 @@ func (l *link) shut(reset bool) {
 		}
 		_ = c.Close()
 	}
+}
+
+// ProxiedPool returns a Proxy in front of s (see Server.Proxy) and a pool on
+// dsn (see NewPool, then configure) whose every connection goes through it
+// (see ViaProxy). When the test ends the proxy is thawed before the pool is
+// checked, so that a test that ends while it is frozen does not hold the
+// check up, and closed after.
+func (s *Server) ProxiedPool(t testing.TB, dsn string, configure ...func(*pgxpool.Config)) (*Proxy, *pgxpool.Pool) {
+	t.Helper()
+	p := s.Proxy(t)
+	pool := NewPool(t, dsn, append(slices.Clone(configure), ViaProxy(p, false))...)
+	t.Cleanup(p.Thaw) // registered after the pool's check, so it runs first
+	return p, pool
 }
