@@ -22,6 +22,7 @@ import (
 
 	"github.com/advisorylock/advisorylock"
 	"github.com/advisorylock/advisorylock/internal/pgtest"
+	"github.com/advisorylock/advisorylock/internal/pgwire"
 )
 
 // envChaosWorker names the environment variable that makes TestChaosWorker a
@@ -378,8 +379,10 @@ func chaosErrorClass(ctx context.Context, err error) string {
 		return "connect"
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
 		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
-		errors.Is(err, pgconn.ErrConnClosed), errors.As(err, &netErr):
-		// A cut, or a session ended while its statement ran.
+		errors.Is(err, pgconn.ErrConnClosed), errors.As(err, &netErr),
+		errors.Is(err, pgwire.ErrClosed):
+		// A cut, a lock session gone silent, or a session ended while its
+		// statement ran.
 		return "connection"
 	}
 	return ""

@@ -8,3 +8,14 @@ func (l *Lock) ProbesSent() int64 {
 	}
 	return int64(l.watch.probes.Load())
 }
+
+// SessionsOpened reports how many lock sessions the Mutex's set has opened;
+// 0 for a Mutex without lock sessions.
+func (m *Mutex) SessionsOpened() int {
+	if m.sessions == nil {
+		return 0
+	}
+	m.sessions.mu.Lock()
+	defer m.sessions.mu.Unlock()
+	return m.sessions.opens
+}

@@ -2,6 +2,7 @@ package advisorylock_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -69,5 +70,18 @@ func warm(t *testing.T, pool *pgxpool.Pool, n int) {
 	}
 	for _, c := range conns {
 		c.Release()
+	}
+}
+
+// warmLock takes and releases m's lock once, or refuses to, so that the
+// lock sessions m uses are open.
+func warmLock(t *testing.T, m *advisorylock.Mutex) {
+	t.Helper()
+	l, err := m.TryLock(t.Context())
+	if err == nil {
+		err = l.Unlock(t.Context())
+	}
+	if err != nil && !errors.Is(err, advisorylock.ErrLocked) {
+		t.Fatal(err)
 	}
 }

@@ -130,10 +130,10 @@ func TestUnlock_concurrent(t *testing.T) {
 }
 
 // A session lock pins one connection while held and gives it back after.
-func TestLock_pinsOneConnection(t *testing.T) {
+func TestPinConnection_pinsOneConnection(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.NewPool(t, pgtest.Database(t))
-	m := advisorylock.New(pool, "pin")
+	m := advisorylock.New(pool, "pin", advisorylock.PinConnection())
 	l, err := m.Lock(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -272,7 +272,10 @@ func TestLock_timeoutKeepsConnections(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer holder.Unlock(context.Background())
-			before := pool.Stat()
+			if _, err := m.Lock(t.Context()); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("first acquisition: %v; want context.DeadlineExceeded", err)
+			}
+			before, sessions := pool.Stat(), m.SessionsOpened()
 			for i := range 100 {
 				if _, err := m.Lock(t.Context()); !errors.Is(err, context.DeadlineExceeded) {
 					t.Fatalf("acquisition %d: %v; want context.DeadlineExceeded", i, err)
@@ -282,8 +285,17 @@ func TestLock_timeoutKeepsConnections(t *testing.T) {
 			if got := after.NewConnsCount() - before.NewConnsCount(); got != 0 {
 				t.Errorf("100 timeouts opened %d new connections; want 0", got)
 			}
-			if got := before.AcquireCount() + 100 - after.AcquireCount(); got != 0 {
-				t.Errorf("acquisitions from the pool: %d more than the 100 attempts", -got)
+			if got := m.SessionsOpened() - sessions; got != 0 {
+				t.Errorf("100 timeouts opened %d lock sessions; want 0", got)
+			}
+			// Session locks wait on lock sessions, transaction-scoped ones
+			// on a pooled connection each.
+			want := int64(100)
+			if m.Scope() == advisorylock.ScopeSession {
+				want = 0
+			}
+			if got := after.AcquireCount() - before.AcquireCount(); got != want {
+				t.Errorf("acquisitions from the pool: %d for 100 attempts; want %d", got, want)
 			}
 		})
 	}
@@ -468,7 +480,9 @@ func TestLock_conflictMatrix(t *testing.T) {
 // pools hold the lock together.
 func TestTryLock_excludesAcrossPools(t *testing.T) {
 	t.Parallel()
-	holderPool, otherPool := twoPools(t)
+	dsn := pgtest.Database(t)
+	var writes writeCounter
+	holderPool, otherPool := pgtest.NewPool(t, dsn), pgtest.NewPool(t, dsn, writes.configure)
 	for _, held := range []advisorylock.Option{nil, advisorylock.Shared()} {
 		for _, mode := range []advisorylock.Option{nil, advisorylock.Shared()} {
 			for _, scope := range scopes {
@@ -486,10 +500,13 @@ func TestTryLock_excludesAcrossPools(t *testing.T) {
 							_ = hl.Unlock(context.Background())
 						}
 					}()
-					acquires := otherPool.Stat().AcquireCount()
+					// The sessions m uses are open: a write now is the
+					// TryLock's question to the server.
+					warmLock(t, m)
+					before := writes.n.Load()
 					l, err := m.TryLock(ctx)
-					if got := otherPool.Stat().AcquireCount() - acquires; got != 1 {
-						t.Errorf("TryLock took %d connections from its pool; want 1: the server answers", got)
+					if got := writes.n.Load() - before; got < 1 {
+						t.Errorf("TryLock wrote %d times to the server; want the server to answer", got)
 					}
 					if !conflict {
 						if err != nil {

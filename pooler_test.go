@@ -428,7 +428,9 @@ func TestPooler_guardInEveryPoolMode(t *testing.T) {
 	t.Parallel()
 	for _, mode := range []string{pgtest.PoolTransaction, pgtest.PoolSession, pgtest.PoolStatement} {
 		t.Run(mode, func(t *testing.T) {
-			b, direct := poolerStart(t, pgtest.PgBouncerConfig{PoolMode: mode})
+			// Lock sessions are server sessions of their own: in session mode each
+			// needs a server session of the pooler's besides the pools'.
+			b, direct := poolerStart(t, pgtest.PgBouncerConfig{PoolMode: mode, PoolSize: 8})
 			for _, qmode := range []pgx.QueryExecMode{pgx.QueryExecModeExec, pgx.QueryExecModeSimpleProtocol} {
 				pool := pgtest.NewPool(t, b.DSN(), func(cfg *pgxpool.Config) { cfg.ConnConfig.DefaultQueryExecMode = qmode })
 				for _, names := range [][]string{{"pooler-modes"}, {"pooler-modes", "pooler-modes-2"}} {

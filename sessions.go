@@ -88,6 +88,7 @@ type sessionSet struct {
 	opened   chan struct{}   // closed when an opening ends; nil while none
 	cfg      *pgconn.Config  // the pool's connection settings, read once
 	holds    map[Key]holding // this process's holds and requests, by key
+	opens    int             // sessions opened so far, for the tests
 }
 
 // holding counts the holds and requests of one key in this process.
@@ -151,7 +152,9 @@ func (set *sessionSet) open(ctx context.Context) (*lockSession, error) {
 		return nil, fmt.Errorf("opening a lock session: %w", err)
 	}
 	s.w, s.pid = w, int32(w.PID())
-	if !set.key.allowPooler {
+	// A hot standby takes no lock (the caller refuses it), so the pooler
+	// check's round trip is spared.
+	if !set.key.allowPooler && w.ParameterStatus("in_hot_standby") != "on" {
 		// Behind a pooler the backend running a statement is not the one
 		// the session announced; the first statement says whether it is.
 		res, err := w.Do(ctx, "select pg_catalog.pg_backend_pid()")
@@ -214,6 +217,9 @@ func (set *sessionSet) route(ctx context.Context, keys []Key, mode Mode) (s *loc
 		set.opening--
 		close(set.opened)
 		set.opened = nil
+		if err == nil {
+			set.opens++
+		}
 		if err != nil {
 			set.mu.Unlock()
 			return nil, false, err
@@ -257,6 +263,7 @@ func (set *sessionSet) waitSession(ctx context.Context) (*lockSession, error) {
 	}
 	c.waiting = true
 	set.mu.Lock()
+	set.opens++
 	set.sessions = append(set.sessions, c)
 	set.mu.Unlock()
 	return c, nil
@@ -534,6 +541,10 @@ func (l *Lock) unlockOn(ctx context.Context, op string) error {
 	set.mu.Unlock()
 	if err != nil {
 		return m.errorf(op, ErrLockLost, err)
+	}
+	if err := ctx.Err(); err != nil {
+		// The unlock is sent all the same: the lock is released.
+		return m.errorf(op, err)
 	}
 	select {
 	case a := <-ans:

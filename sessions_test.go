@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/advisorylock/advisorylock"
+	"github.com/advisorylock/advisorylock/internal/pgtest"
 )
 
 // serverSessions counts the server sessions connected to dsn's database,
@@ -32,9 +33,9 @@ func serverSessions(t *testing.T, admin *pgxpool.Pool) int {
 // connections: an unrelated query on a default-sized pool still runs.
 func TestSessions_thousandLocks(t *testing.T) {
 	t.Parallel()
-	dsn := testDB(t)
-	pool := newPool(t, dsn, func(c *pgxpool.Config) { c.MaxConns = 4 })
-	admin := newPool(t, dsn, func(c *pgxpool.Config) { c.MaxConns = 1 })
+	dsn := pgtest.Database(t)
+	pool := pgtest.NewPool(t, dsn, func(c *pgxpool.Config) { c.MaxConns = 4 })
+	admin := pgtest.NewPool(t, dsn, func(c *pgxpool.Config) { c.MaxConns = 1 })
 	warm(t, admin, 1)
 	const n = 1000
 	locks := make([]*advisorylock.Lock, n)
@@ -82,7 +83,7 @@ func TestSessions_thousandLocks(t *testing.T) {
 // the first holds, and granted after.
 func TestSessions_reentrancyNeverShares(t *testing.T) {
 	t.Parallel()
-	pool := newPool(t, testDB(t))
+	pool := pgtest.NewPool(t, pgtest.Database(t))
 	single := func(opts ...advisorylock.Option) func() *advisorylock.Mutex {
 		return func() *advisorylock.Mutex { return advisorylock.New(pool, "k", opts...) }
 	}
@@ -147,9 +148,9 @@ func TestSessions_reentrancyNeverShares(t *testing.T) {
 // each holder is told: Done closes, Err and Unlock report ErrLockLost.
 func TestSessions_terminatedSessionLosesEveryLock(t *testing.T) {
 	t.Parallel()
-	dsn := testDB(t)
-	pool := newPool(t, dsn)
-	admin := newPool(t, dsn)
+	dsn := pgtest.Database(t)
+	pool := pgtest.NewPool(t, dsn)
+	admin := pgtest.NewPool(t, dsn)
 	const n = 50
 	var locks []*advisorylock.Lock
 	for i := range n {
@@ -166,7 +167,7 @@ func TestSessions_terminatedSessionLosesEveryLock(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	terminate(t, admin, pid)
+	pgtest.Terminate(t, admin, pid)
 	for _, l := range locks {
 		select {
 		case <-l.Done():
@@ -190,8 +191,8 @@ func TestSessions_terminatedSessionLosesEveryLock(t *testing.T) {
 // goroutine of its own.
 func TestSessions_costPerHeldLock(t *testing.T) {
 	t.Parallel()
-	dsn := testDB(t)
-	pool := newPool(t, dsn)
+	dsn := pgtest.Database(t)
+	pool := pgtest.NewPool(t, dsn)
 	const keepalive = 100 * time.Millisecond
 	for _, n := range []int{1, 100, 1000} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
