@@ -144,7 +144,11 @@ func (set *sessionSet) open(ctx context.Context) (*lockSession, error) {
 	defer cancel()
 	s := &lockSession{set: set, locks: make(map[*Lock]struct{})}
 	w, err := pgwire.Connect(ctx, cfg, pgwire.Options{
-		Keepalive: set.key.keepalive,
+		// pgwire probes after one to two intervals of silence and gives up
+		// one interval (and a quarter) later: at half the keepalive, a
+		// silent network is noticed within 1.625 keepalives, inside the two
+		// WithKeepalive promises.
+		Keepalive: set.key.keepalive / 2,
 		Probe:     s.probe,
 		OnDead:    s.dead,
 	})

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/advisorylock/advisorylock"
@@ -106,18 +107,19 @@ func newElectionPool(pool *pgxpool.Pool, cfg config) (*pgxpool.Pool, error) {
 	pc.MinConns, pc.MinIdleConns = 0, 0
 	if cfg.lease > 0 {
 		timeout := strconv.FormatInt(int64((cfg.lease+time.Millisecond-1)/time.Millisecond), 10)
-		userAfterConnect := pc.AfterConnect
+		userAfterConnect := pc.ConnConfig.AfterConnect
 		// Set after connecting rather than as a startup parameter, which a
-		// connection pooler in front of the server may refuse. The statement
-		// keeps the setting for the session (is_local = false).
-		pc.AfterConnect = func(ctx context.Context, c *pgx.Conn) error {
+		// connection pooler in front of the server may refuse, and by the
+		// driver's own hook, which runs for the lock sessions too. The
+		// statement keeps the setting for the session (is_local = false);
+		// timeout is digits only.
+		pc.ConnConfig.AfterConnect = func(ctx context.Context, c *pgconn.PgConn) error {
 			if userAfterConnect != nil {
 				if err := userAfterConnect(ctx, c); err != nil {
 					return err
 				}
 			}
-			_, err := c.Exec(ctx, "select pg_catalog.set_config('idle_session_timeout', $1, false)", timeout)
-			return err
+			return c.Exec(ctx, "select pg_catalog.set_config('idle_session_timeout', '"+timeout+"', false)").Close()
 		}
 		// Close idle connections before the server's idle_session_timeout
 		// would end them, sparing its log a FATAL line each: checked every
