@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/advisorylock/advisorylock"
+	"github.com/advisorylock/advisorylock/internal/interleave"
 	"github.com/advisorylock/advisorylock/internal/pgtest"
 )
 
@@ -154,5 +155,45 @@ func BenchmarkManyKeys(b *testing.B) {
 			}
 			return l.Unlock(ctx)
 		})
+	})
+}
+
+// BenchmarkInterleaved times an uncontended session-scoped Lock and Unlock
+// against raw pgx doing the same on a pinned connection (the floor: two round
+// trips), call by call in one run, so that the machine's drifting load
+// weighs on both alike: the figure that matters is library/floor. The
+// library's lock rides on a lock session (the default) and, for comparison,
+// on a pinned pooled connection (PinConnection).
+func BenchmarkInterleaved(b *testing.B) {
+	pool := benchPool(b, 4)
+	ctx := context.Background()
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Release()
+	k1, k2, _ := advisorylock.KeyFromName("floor").Pair()
+	session := advisorylock.New(pool, "library")
+	pinned := advisorylock.New(pool, "pinned", advisorylock.PinConnection())
+	lockUnlock := func(m *advisorylock.Mutex) func() error {
+		return func() error {
+			l, err := m.Lock(ctx)
+			if err != nil {
+				return err
+			}
+			return l.Unlock(ctx)
+		}
+	}
+	b.ReportAllocs()
+	interleave.Run(b, []interleave.Case{
+		{Name: "floor", Call: func() error {
+			if _, err := conn.Exec(ctx, "select pg_advisory_lock($1,$2)", k1, k2); err != nil {
+				return err
+			}
+			_, err := conn.Exec(ctx, "select pg_advisory_unlock($1,$2)", k1, k2)
+			return err
+		}},
+		{Name: "library", Call: lockUnlock(session)},
+		{Name: "pinned", Call: lockUnlock(pinned)},
 	})
 }

@@ -357,21 +357,22 @@ type answer struct {
 	err error
 }
 
-// ask sends sql on s and waits for its answer or ctx. When ctx ends first,
-// late gets the answer instead (on the session's reader goroutine).
-func (s *lockSession) ask(ctx context.Context, sql string, late func(pgwire.Result, error)) (pgwire.Result, error) {
-	return s.w.DoOr(ctx, sql, late)
-}
-
 // tryOn asks s for m's keys without waiting (the request is already counted
 // by route). It reports whether the lock was granted; a lock granted after
 // ctx ended is given back.
 func (m *Mutex) tryOn(ctx context.Context, s *lockSession) (*Lock, bool, error) {
-	res, err := s.ask(ctx, m.sql.tryLit, func(res pgwire.Result, err error) {
+	late := func(res pgwire.Result, err error) {
 		// The caller left: give back what was granted.
 		granted, _ := m.granted(res, err)
 		m.settleTry(s, nil, granted)
-	})
+	}
+	var res pgwire.Result
+	var err error
+	if m.cfg.allowPooler {
+		res, err = s.w.DoOr(ctx, m.sql.tryLit, late)
+	} else {
+		res, err = s.w.DoStmt(ctx, m.sql.tryStmt, late, m.sql.keyText...)
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			// The session ended: the request is settled by dead.
@@ -527,14 +528,20 @@ func (m *Mutex) waitOn(ctx context.Context, s *lockSession, bound time.Duration)
 func (l *Lock) unlockOn(ctx context.Context, op string) error {
 	s, m := l.sess, l.m
 	ans := make(chan answer, 1)
-	err := s.w.Send(m.sql.unlockLit, func(res pgwire.Result, err error) {
+	done := func(res pgwire.Result, err error) {
 		if err == nil && (res.Err != nil || res.Tag != "SELECT 1") {
 			// The session did not hold what this process believed it
 			// held: nothing it carries can be vouched for.
 			s.fail()
 		}
 		ans <- answer{res, err}
-	})
+	}
+	var err error
+	if m.cfg.allowPooler {
+		err = s.w.Send(m.sql.unlockLit, done)
+	} else {
+		err = s.w.SendStmt(m.sql.unlockStmt, done, m.sql.keyText...)
+	}
 	set := s.set
 	set.mu.Lock()
 	if _, ok := s.locks[l]; ok {

@@ -1,10 +1,14 @@
 package advisorylock
 
 import (
+	"fmt"
+	"hash/fnv"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/advisorylock/advisorylock/internal/pgwire"
 )
 
 // statements holds a Mutex's SQL, built once so the lock path formats nothing
@@ -24,10 +28,15 @@ type statements struct {
 
 	// Session scope on lock sessions: the simple query protocol, with the
 	// keys as literals (see literalCalls).
-	lockLit      string // the lock calls after "select "
-	lockCallsLit string // the lock calls alone, for a lock_timeout before them
-	tryLit       string // one bool, or an array of n for a set
-	unlockLit    string // a row if every key was released, none otherwise
+	lockLit      string       // the lock calls after "select "
+	lockCallsLit string       // the lock calls alone, for a lock_timeout before them
+	tryStmt      *pgwire.Stmt // one bool, or an array of n for a set
+	unlockStmt   *pgwire.Stmt // a row if every key was released, none otherwise
+	keyText      [][]byte     // the keys, as the statements' arguments
+	// With AllowPooler, literal SQL: a pooler may run each query on
+	// another backend, where a prepared statement does not exist.
+	tryLit    string
+	unlockLit string
 
 	// Transaction scope, queued after BEGIN in one batch (one round trip).
 	xactLock        string
@@ -99,6 +108,14 @@ func calls(fn string, keys []Key) (string, int) {
 	return b.String(), p
 }
 
+// stmt returns the prepared statement of sql, named after it: the same SQL
+// gets the same name in every Mutex, and so is prepared once per lock session.
+func stmt(sql string) *pgwire.Stmt {
+	h := fnv.New64a()
+	h.Write([]byte(sql))
+	return &pgwire.Stmt{Name: "advisorylock_" + strconv.FormatUint(h.Sum64(), 36), SQL: sql}
+}
+
 // literalCalls renders fn applied to each key, joined by ", ", with the keys
 // as typed literals: the simple query protocol has no parameters, and a key is
 // a number, never text from outside. The literals are quoted and cast, since
@@ -143,14 +160,23 @@ func newStatements(keys []Key, mode Mode, scope Scope, checkBackend bool) statem
 	if scope == ScopeSession {
 		s.lockCallsLit = literalCalls("pg_advisory_lock"+shared, keys)
 		s.lockLit = "select " + s.lockCallsLit
-		try := literalCalls("pg_try_advisory_lock"+shared, keys)
-		unlock := literalCalls("pg_advisory_unlock"+shared, keys)
-		if len(keys) > 1 {
-			try = "array[" + try + "]"
-			unlock = "true = all(array[" + unlock + "])"
+		for _, a := range s.args {
+			s.keyText = append(s.keyText, fmt.Append(nil, a))
 		}
-		s.tryLit = "select " + try
-		s.unlockLit = "select 1 where " + unlock
+		unlock := boolCalls("pg_advisory_unlock"+shared, keys)
+		if len(keys) > 1 {
+			unlock = "true = all(" + unlock + ")"
+		}
+		s.tryStmt = stmt("select " + boolCalls("pg_try_advisory_lock"+shared, keys))
+		s.unlockStmt = stmt("select 1 where " + unlock)
+		tryLit := literalCalls("pg_try_advisory_lock"+shared, keys)
+		unlockLit := literalCalls("pg_advisory_unlock"+shared, keys)
+		if len(keys) > 1 {
+			tryLit = "array[" + tryLit + "]"
+			unlockLit = "true = all(array[" + unlockLit + "])"
+		}
+		s.tryLit = "select " + tryLit
+		s.unlockLit = "select 1 where " + unlockLit
 		lock, p := calls("pg_advisory_lock"+shared, keys)
 		// The session statements take the lock only when the backend running
 		// them is the one the connection announced at start-up (the argument

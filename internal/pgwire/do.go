@@ -81,6 +81,45 @@ func (s *Session) Wait(ctx context.Context, sql string) (Result, error) {
 	return r.await(ctx)
 }
 
+// A Stmt is a statement prepared on each session that runs it, once, with
+// its first use (its Parse travels with that query, costing no round trip),
+// and then bound to its arguments and executed by name: the server parses and
+// plans it once per session. Name must be unique to SQL among the statements
+// sent on a session.
+type Stmt struct {
+	Name string
+	SQL  string
+}
+
+// DoStmt is DoOr for the prepared statement st bound to args, each in text
+// format (nil is NULL).
+func (s *Session) DoStmt(ctx context.Context, st *Stmt, late func(Result, error), args ...[]byte) (Result, error) {
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
+	r := newRequest()
+	r.late = late
+	if err := s.sendStmt(r, st, "", args); err != nil {
+		putRequest(r)
+		return Result{}, err
+	}
+	return r.await(ctx)
+}
+
+// SendStmt is Send for the prepared statement st bound to args.
+func (s *Session) SendStmt(st *Stmt, done func(Result, error), args ...[]byte) error {
+	r := newRequest()
+	r.done = done
+	if done == nil {
+		r.done = func(Result, error) {}
+	}
+	if err := s.sendStmt(r, st, "", args); err != nil {
+		putRequest(r)
+		return err
+	}
+	return nil
+}
+
 // Send sends sql as one query without waiting for its answer, which is
 // passed to done. It returns an error, having sent nothing and without
 // calling done, if the session has ended (matching ErrClosed) or the query
@@ -117,11 +156,12 @@ const (
 // Do's, which it hands back through ready; requests are recycled.
 type request struct {
 	// Set before the request is queued.
-	probe   bool              // a keepalive probe: its answer is dropped
-	patient bool              // Wait's: while oldest, the keepalive leaves it be
-	seq   uint64              // its number in the order of queries, set when queued
-	done  func(Result, error) // Send's callback; nil for Do and probes
-	late  func(Result, error) // DoOr's handler for an abandoned answer, or nil
+	probe   bool                // a keepalive probe: its answer is dropped
+	patient bool                // Wait's: while oldest, the keepalive leaves it be
+	parsed  string              // the statement this query's Parse prepares, if any
+	seq     uint64              // its number in the order of queries, set when queued
+	done    func(Result, error) // Send's callback; nil for Do and probes
+	late    func(Result, error) // DoOr's handler for an abandoned answer, or nil
 
 	res Result // built up by the reader from the answer's messages
 	err error  // set by the reader before it signals ready

@@ -96,6 +96,9 @@ loop:
 				break loop
 			}
 			cur.res.Err = pgErr
+			if cur.parsed != "" {
+				s.unprepare(cur.parsed)
+			}
 		case *pgproto3.ReadyForQuery:
 			if !needCurrent() {
 				cause = protocolFail(msg)
@@ -109,7 +112,8 @@ loop:
 			answered := cur
 			cur = s.advance()
 			answered.complete(nil)
-		case *pgproto3.RowDescription, *pgproto3.EmptyQueryResponse:
+		case *pgproto3.RowDescription, *pgproto3.EmptyQueryResponse,
+			*pgproto3.ParseComplete, *pgproto3.BindComplete, *pgproto3.NoData:
 			// Rows are read in text format and need no description; an
 			// empty query's answer is an empty Result.
 		case *pgproto3.ParameterStatus:

@@ -58,13 +58,14 @@ type Session struct {
 	exited chan struct{}                     // closed when the reader goroutine returns
 
 	mu       sync.Mutex
-	err      error    // why the session ended; nil while it lives; guarded by mu
-	queue    queue    // queries written or being written, not yet answered, in wire order; guarded by mu
-	sent     uint64   // queries queued so far, numbering them (request.seq); guarded by mu
-	out      []byte   // encoded queries not yet handed to the socket; guarded by mu
-	flushing bool     // a goroutine is writing to the socket (the flusher); guarded by mu
-	spare    []byte   // the flusher's buffer, swapped with out; guarded by mu
-	stats    counters // guarded by mu
+	err      error           // why the session ended; nil while it lives; guarded by mu
+	queue    queue           // queries written or being written, not yet answered, in wire order; guarded by mu
+	sent     uint64          // queries queued so far, numbering them (request.seq); guarded by mu
+	out      []byte          // encoded queries not yet handed to the socket; guarded by mu
+	flushing bool            // a goroutine is writing to the socket (the flusher); guarded by mu
+	spare    []byte          // the flusher's buffer, swapped with out; guarded by mu
+	stats    counters        // guarded by mu
+	prepared map[string]bool // statements parsed, or being parsed, on the session, by name; guarded by mu
 }
 
 // counters are figures for tests.
@@ -157,17 +158,27 @@ func (s *Session) fail(cause error) {
 // under concurrency queries share writes, and only the writing goroutine
 // waits for the socket. The queue's order is the order on the wire.
 func (s *Session) send(r *request, sql string) error {
+	return s.sendStmt(r, nil, sql, nil)
+}
+
+// sendStmt is send for a prepared statement when st is not nil: sql is then
+// ignored, and the statement, parsed on the session with its first use (in
+// the same write), is bound to args and executed. A statement's error ends
+// that request only (Sync follows each).
+func (s *Session) sendStmt(r *request, st *Stmt, sql string, args [][]byte) error {
+	if st != nil {
+		sql = st.SQL
+	}
 	if strings.IndexByte(sql, 0) >= 0 {
 		return fmt.Errorf("%w: it contains a NUL byte", ErrInvalidQuery)
 	}
-	q := pgproto3.Query{String: sql}
 	s.mu.Lock()
 	if s.err != nil {
 		err := s.err
 		s.mu.Unlock()
 		return err
 	}
-	out, err := q.Encode(s.out)
+	out, err := s.encode(r, st, sql, args)
 	if err != nil {
 		s.mu.Unlock()
 		return fmt.Errorf("%w: %w", ErrInvalidQuery, err)
@@ -227,6 +238,47 @@ func (s *Session) write(buf []byte) error {
 		return fmt.Errorf("%w: a write made no progress for %v: %w", ErrSilent, s.keepalive, err)
 	}
 	return err
+}
+
+// encode appends the messages of a query to s.out and returns the result;
+// mu is held.
+func (s *Session) encode(r *request, st *Stmt, sql string, args [][]byte) ([]byte, error) {
+	if st == nil {
+		return (&pgproto3.Query{String: sql}).Encode(s.out)
+	}
+	out := s.out
+	var err error
+	parse := !s.prepared[st.Name]
+	if parse {
+		if out, err = (&pgproto3.Parse{Name: st.Name, Query: st.SQL}).Encode(out); err != nil {
+			return s.out, err
+		}
+	}
+	if out, err = (&pgproto3.Bind{PreparedStatement: st.Name, Parameters: args}).Encode(out); err != nil {
+		return s.out, err
+	}
+	if out, err = (&pgproto3.Execute{}).Encode(out); err != nil {
+		return s.out, err
+	}
+	if out, err = (&pgproto3.Sync{}).Encode(out); err != nil {
+		return s.out, err
+	}
+	if parse {
+		if s.prepared == nil {
+			s.prepared = make(map[string]bool)
+		}
+		s.prepared[st.Name] = true
+		r.parsed = st.Name
+	}
+	return out, nil
+}
+
+// unprepare forgets a statement whose Parse failed, so that its next use
+// parses it again. For the reader.
+func (s *Session) unprepare(name string) {
+	s.mu.Lock()
+	delete(s.prepared, name)
+	s.mu.Unlock()
 }
 
 // head returns the oldest pending query, or nil if there is none. For the
