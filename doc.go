@@ -39,14 +39,33 @@
 //
 // # Scopes: sessions, transactions and the pool
 //
-// A session-scoped lock (the default) belongs to a database session, so a
-// held lock pins one pooled connection. A connection goes back to the pool
-// only when it is known to hold no advisory lock: after a release whose
-// pg_advisory_unlock said true, or after a failed acquisition whose session
-// was then proven clean. Any doubt, and the connection is closed instead, which
-// ends the session and so releases whatever it held. This covers PostgreSQL's
-// cancel race, in which a grant that lands just as a timeout or cancel fires is
-// kept by the server while the statement reports the error.
+// A session-scoped lock (the default) belongs to a database session. It is
+// held on a lock session: a server session the package opens and owns, with
+// the connection settings of the Mutex's pool (or [WithSessionPool]'s), never
+// on one of the pool's connections. One lock session carries any number of
+// locks, and the lock and unlock calls of every goroutine that uses it share
+// its round trips (pipelining): a held lock costs no pooled connection and no
+// goroutine. An uncontended lock is taken with pg_try_advisory_lock on one of
+// at most [DefaultMaxSessions] shared lock sessions ([WithMaxSessions]); a
+// lock that must wait does so on a session of its own, which then carries
+// it. A lock session that carries nothing for a second is closed; closing the
+// pool does not close lock sessions. PostgreSQL's session locks are
+// reentrant, so a session is never asked for a key in a mode that conflicts
+// with what this process holds: TryLock refuses such a lock at once, and Lock
+// waits for it on a session of its own, where the server decides. With
+// [PinConnection], a held lock pins a pooled connection instead, watched by a
+// goroutine of its own.
+//
+// A lock session, or a pinned connection, is kept only while it is known to
+// hold what this process believes: an unlock whose answer is not the expected
+// one, a statement that fails in a way that leaves its state unknown, or a
+// server that stops answering, and it is closed, which ends the session and
+// releases whatever it held; every lock on it is reported lost, never
+// silently dropped. After a failed or cancelled wait the waiting session is
+// proven clean, or closed: this covers PostgreSQL's cancel race, in which a
+// grant that lands just as a timeout or cancel fires is kept by the server
+// while the statement reports the error. When the server's lock table is
+// full, a lock fails with [ErrLockTable] and nothing else is disturbed.
 //
 // A transaction-scoped lock ([TransactionScope]) lives in a transaction begun
 // in the same round trip as the lock call; the function's statements run in
@@ -59,16 +78,17 @@
 //
 // # Lost locks
 //
-// A held session lock is watched: a blocking read on its idle connection
-// notices at once when the server ends the session, and a small probe once per
-// keepalive interval ([WithKeepalive]) notices a network gone silent; a probe
-// the server leaves unanswered for another interval loses the lock. A lost
+// A held session lock is watched: the lock session's reader, always blocked
+// reading, notices at once when the server ends the session, and a small
+// probe per session (not per lock) at the keepalive interval
+// ([WithKeepalive]) notices a network gone silent, within two intervals. A lost
 // lock closes [Lock.Done], reports [ErrLockLost] from [Lock.Err] and
 // [Lock.Unlock], and cancels WithLock's context with a cause matching
 // ErrLockLost. Between the server releasing a lock and the old holder
 // noticing, another holder can start; likewise a lock granted to a session
-// that ends before the grant arrives is returned, and its loss reported some
-// 20-25ms later, when the watcher starts. Keep the window short (see
+// that ends before the grant arrives is returned, and its loss reported as
+// soon as the caller has it (with PinConnection, 20-25ms later, when the
+// watcher starts). Keep the window short (see
 // WithKeepalive), and prefer transaction scope where the protected work is
 // writes to the same database, since those commit only if the lock's
 // transaction does.
@@ -105,7 +125,8 @@
 // Every error is an [*Error]: the operation the caller called, the lock, and
 // the cause, after one "advisorylock: " prefix. Match causes with
 // [errors.Is]: the sentinels [ErrLocked], [ErrNotHeld], [ErrLockLost],
-// [ErrStandby], [ErrPooler], [ErrTxManaged], and [ErrInvalidArgument] for bad
+// [ErrStandby], [ErrPooler], [ErrTxManaged], [ErrLockTable], and
+// [ErrInvalidArgument] for bad
 // input, which is reported before any round trip; a timeout matches
 // [context.DeadlineExceeded], a cancellation [context.Canceled]. The driver's
 // error stays reachable with [errors.As].

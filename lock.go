@@ -135,8 +135,9 @@ func (m *Mutex) String() string {
 }
 
 // Lock acquires the lock, blocking until the server grants it, the
-// WithTimeout bound passes or ctx is done; the wait occupies one pooled
-// connection, which stays pinned to the returned Lock until it is released.
+// WithTimeout bound passes or ctx is done: one round trip when the lock is
+// free, a wait in the server on a session of its own when it is not. A
+// transaction-scoped lock holds a pooled connection until it is released.
 // On failure it holds nothing and returns an error matching
 // context.DeadlineExceeded, context.Canceled, ErrStandby, ErrPooler or
 // ErrInvalidArgument, or the driver's error.

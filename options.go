@@ -30,9 +30,9 @@ func (m Mode) String() string {
 type Scope uint8
 
 const (
-	// ScopeSession (the default) ties the lock to a database session: one
-	// pooled connection is pinned while the lock is held, and the lock is
-	// released by Unlock or when the session ends.
+	// ScopeSession (the default) ties the lock to a database session, a
+	// lock session of the package's (see the package documentation): the
+	// lock is released by Unlock or when the session ends.
 	ScopeSession Scope = iota
 	// ScopeTransaction ties the lock to a transaction on a pinned
 	// connection: it is released when the transaction commits or rolls back.
