@@ -26,6 +26,9 @@ const (
 	releaseTimeout = 10 * time.Second
 	// closeTimeout bounds the goodbye to a connection being closed.
 	closeTimeout = time.Second
+	// poolIdle is how long the Election's pool keeps an idle connection,
+	// at most.
+	poolIdle = 250 * time.Millisecond
 	// announceTimeout bounds the NOTIFY that tells observers of a change.
 	announceTimeout = 2 * time.Second
 	// terminateWait is how long the server is asked to wait for a stale
@@ -121,19 +124,23 @@ func newElectionPool(pool *pgxpool.Pool, cfg config) (*pgxpool.Pool, error) {
 			}
 			return c.Exec(ctx, "select pg_catalog.set_config('idle_session_timeout', '"+timeout+"', false)").Close()
 		}
-		// Close idle connections before the server's idle_session_timeout
-		// would end them, sparing its log a FATAL line each: checked every
-		// third of a lease, closed after a third idle, they go after at most
-		// two thirds.
-		third := cfg.lease / 3
-		pc.MaxConnIdleTime = min(pc.MaxConnIdleTime, third)
-		if pc.MaxConnIdleTime <= 0 {
-			pc.MaxConnIdleTime = third
-		}
-		pc.HealthCheckPeriod = min(pc.HealthCheckPeriod, third)
-		if pc.HealthCheckPeriod <= 0 {
-			pc.HealthCheckPeriod = third
-		}
+	}
+	// The candidate's lock waits and holds are on lock sessions; the pool
+	// serves short queries (announcements, Leader, confirming a release):
+	// its idle connections close within half a second, so that a candidate
+	// costs one server session, and before the server's idle_session_timeout
+	// would end them, sparing its log a FATAL line each.
+	idle := poolIdle
+	if cfg.lease > 0 {
+		idle = min(idle, cfg.lease/3)
+	}
+	pc.MaxConnIdleTime = min(pc.MaxConnIdleTime, idle)
+	if pc.MaxConnIdleTime <= 0 {
+		pc.MaxConnIdleTime = idle
+	}
+	pc.HealthCheckPeriod = min(pc.HealthCheckPeriod, idle)
+	if pc.HealthCheckPeriod <= 0 {
+		pc.HealthCheckPeriod = idle
 	}
 	return pgxpool.NewWithConfig(context.Background(), pc)
 }
