@@ -404,7 +404,7 @@ func (m *Mutex) granted(res pgwire.Result, err error) ([]Key, error) {
 	}
 	if res.Err != nil {
 		if res.Err.Code == sqlstateOutOfSharedMemory {
-			return nil, errors.Join(ErrLockTable, res.Err)
+			return nil, fmt.Errorf("%w: %w", ErrLockTable, res.Err)
 		}
 		return nil, res.Err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -230,5 +231,55 @@ func TestSessions_costPerHeldLock(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// When the server's lock table is full, a lock fails with ErrLockTable, whose
+// message names the setting to raise, and nothing else is disturbed: the
+// locks held stay held, and the lock session keeps serving.
+func TestSessions_lockTableFull(t *testing.T) {
+	t.Parallel()
+	// A server of the test's own: a full lock table stops every lock of
+	// every session of the server, and the shared one runs other tests.
+	srv := pgtest.StartPrivate(t, "max_locks_per_transaction=10", "max_connections=10")
+	pool := pgtest.NewPool(t, srv.DSN(), func(c *pgxpool.Config) { c.MaxConns = 2 })
+	var held []*advisorylock.Lock
+	var full error
+	for i := 0; i < 100_000 && full == nil; i++ {
+		l, err := advisorylock.NewWithKey(pool, advisorylock.Int64Key(int64(i))).TryLock(t.Context())
+		switch {
+		case errors.Is(err, advisorylock.ErrLockTable):
+			full = err
+		case err != nil:
+			t.Fatalf("lock %d: %v", i, err)
+		default:
+			held = append(held, l)
+		}
+	}
+	if full == nil {
+		t.Fatalf("%d locks held and the lock table is not full", len(held))
+	}
+	t.Logf("lock table full after %d locks: %v", len(held), full)
+	if !strings.Contains(full.Error(), "max_locks_per_transaction") {
+		t.Errorf("error %q does not name the setting to raise", full)
+	}
+	for _, l := range held {
+		if err := l.Err(); err != nil {
+			t.Fatalf("a lock held before the table filled: %v", err)
+		}
+	}
+	// One let go makes room for another.
+	if err := held[0].Unlock(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	l, err := advisorylock.NewWithKey(pool, advisorylock.Int64Key(-1)).TryLock(t.Context())
+	if err != nil {
+		t.Fatalf("a lock once there is room: %v", err)
+	}
+	held[0] = l
+	for _, l := range held {
+		if err := l.Unlock(t.Context()); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

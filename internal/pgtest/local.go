@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"testing"
 )
 
 const (
@@ -29,7 +30,8 @@ type localServer struct {
 	as       runAs
 	dir      string
 	password string
-	port     int // set before the server is first started, fixed after
+	port     int      // set before the server is first started, fixed after
+	settings []string // more -c name=value settings for postgres
 
 	mu       sync.Mutex
 	proc     *process // nil while not running
@@ -37,8 +39,9 @@ type localServer struct {
 	standbys []*localServer
 }
 
-// startLocal initialises a cluster in a temporary directory and starts it.
-func startLocal(ctx context.Context) (*Server, error) {
+// startLocal initialises a cluster in a temporary directory and starts it,
+// with settings ("name=value") on top of the harness's own.
+func startLocal(ctx context.Context, settings ...string) (*Server, error) {
 	bin, err := findBinDir(ctx)
 	if err != nil {
 		return nil, err
@@ -47,6 +50,7 @@ func startLocal(ctx context.Context) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	l.settings = settings
 	if err := l.initdb(ctx); err != nil {
 		return nil, errors.Join(err, l.removeDir())
 	}
@@ -143,4 +147,27 @@ func (l *localServer) restart(ctx context.Context) error {
 		}
 	}
 	return l.startPostgres(ctx)
+}
+
+// StartPrivate starts a server of t's own from the installed binaries, with
+// settings ("name=value", such as "max_locks_per_transaction=10") on top of
+// the harness's, for a test that needs a server set up otherwise than the
+// shared one, or that would disturb it. The server is stopped when t ends. It
+// fails t, or skips it where a missing server may skip (see Unavailable),
+// when no server can be started.
+func StartPrivate(t testing.TB, settings ...string) *Server {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	s, err := startLocal(ctx, settings...)
+	if err != nil {
+		Unavailable(t, "pgtest: a private server: %v", err)
+		return nil
+	}
+	t.Cleanup(func() {
+		if err := s.Stop(); err != nil {
+			t.Errorf("pgtest: stopping a private server: %v", err)
+		}
+	})
+	return s
 }

@@ -53,11 +53,14 @@ func (l *localServer) startPostgres(ctx context.Context) error {
 	}
 	// Not a CommandContext: the server outlives ctx, which only bounds the
 	// start.
-	cmd := l.command(context.Background(), "postgres",
-		"-D", l.dataDir(), "-p", strconv.Itoa(l.port), "-k", l.socketDir(),
-		"-c", "listen_addresses="+loopback,
+	args := []string{"-D", l.dataDir(), "-p", strconv.Itoa(l.port), "-k", l.socketDir(),
+		"-c", "listen_addresses=" + loopback,
 		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
-		"-c", "max_connections=200", "-c", "max_wal_senders=4", "-c", "wal_level=replica")
+		"-c", "max_connections=200", "-c", "max_wal_senders=4", "-c", "wal_level=replica"}
+	for _, s := range l.settings {
+		args = append(args, "-c", s)
+	}
+	cmd := l.command(context.Background(), "postgres", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	proc, err := startServerProcess(cmd)
 	if err != nil {
