@@ -369,7 +369,7 @@ func (m *Mutex) tryOn(ctx context.Context, s *lockSession) (*Lock, bool, error) 
 	var res pgwire.Result
 	var err error
 	if m.cfg.allowPooler {
-		res, err = s.w.DoOr(ctx, m.sql.tryLit, late)
+		res, err = s.w.DoOr(ctx, m.sql.tryLit(), late)
 	} else {
 		res, err = s.w.DoStmt(ctx, m.sql.tryStmt, late, m.sql.keyText...)
 	}
@@ -464,9 +464,9 @@ func (s *lockSession) checkGiveBack(res pgwire.Result, err error) {
 // bound as Lock is. On success s carries the lock; on failure s is proven to
 // hold nothing, or is closed.
 func (m *Mutex) waitOn(ctx context.Context, s *lockSession, bound time.Duration) (*Lock, error) {
-	sql := m.sql.lockLit
+	sql := "select " + m.sql.lockCallsLit()
 	if bound > 0 && bound <= maxLockTimeout {
-		sql = "select pg_catalog.set_config('lock_timeout', '" + timeoutMillis(bound) + "', true), " + m.sql.lockCallsLit
+		sql = "select pg_catalog.set_config('lock_timeout', '" + timeoutMillis(bound) + "', true), " + m.sql.lockCallsLit()
 	}
 	var res pgwire.Result
 	err, interrupted := interruptible(ctx, bound, m.grace(), s.w.Cancel, s.fail, func() error {
@@ -538,7 +538,7 @@ func (l *Lock) unlockOn(ctx context.Context, op string) error {
 	}
 	var err error
 	if m.cfg.allowPooler {
-		err = s.w.Send(m.sql.unlockLit, done)
+		err = s.w.Send(m.sql.unlockLit(), done)
 	} else {
 		err = s.w.SendStmt(m.sql.unlockStmt, done, m.sql.keyText...)
 	}

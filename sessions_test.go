@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -29,6 +30,22 @@ func serverSessions(t *testing.T, admin *pgxpool.Pool) int {
 	return n
 }
 
+// medianQuery returns the median time of 50 unrelated queries on pool.
+func medianQuery(t *testing.T, pool *pgxpool.Pool) time.Duration {
+	t.Helper()
+	ds := make([]time.Duration, 50)
+	for i := range ds {
+		start := time.Now()
+		var one int
+		if err := pool.QueryRow(t.Context(), "select 1").Scan(&one); err != nil {
+			t.Fatalf("an unrelated query: %v", err)
+		}
+		ds[i] = time.Since(start)
+	}
+	slices.Sort(ds)
+	return ds[len(ds)/2]
+}
+
 // A thousand session locks, held at once by one process, cost at most two
 // server sessions (the default WithMaxSessions) and none of the pool's
 // connections: an unrelated query on a default-sized pool still runs.
@@ -38,6 +55,7 @@ func TestSessions_thousandLocks(t *testing.T) {
 	pool := pgtest.NewPool(t, dsn, func(c *pgxpool.Config) { c.MaxConns = 4 })
 	admin := pgtest.NewPool(t, dsn, func(c *pgxpool.Config) { c.MaxConns = 1 })
 	warm(t, admin, 1)
+	idle := medianQuery(t, pool)
 	const n = 1000
 	locks := make([]*advisorylock.Lock, n)
 	var wg sync.WaitGroup
@@ -66,10 +84,9 @@ func TestSessions_thousandLocks(t *testing.T) {
 		t.Errorf("%d server sessions with %d locks held (pool: %d); want at most %d lock sessions",
 			got, n, pool.Stat().TotalConns(), advisorylock.DefaultMaxSessions)
 	}
-	var one int
-	if err := pool.QueryRow(t.Context(), "select 1").Scan(&one); err != nil {
-		t.Errorf("an unrelated query while %d locks are held: %v", n, err)
-	}
+	busy := medianQuery(t, pool)
+	t.Logf("%d locks held on %d server sessions besides the pool's; an unrelated query's median: %v idle, %v while they are held (%.2fx)",
+		n, serverSessions(t, admin)-int(pool.Stat().TotalConns()), idle, busy, float64(busy)/float64(idle))
 	for _, l := range locks {
 		if err := l.Unlock(t.Context()); err != nil {
 			t.Fatal(err)

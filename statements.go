@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/advisorylock/advisorylock/internal/pgwire"
@@ -14,34 +15,71 @@ import (
 // statements holds a Mutex's SQL, built once so the lock path formats nothing
 // but a timeout. A Mutex locks one key or a set of keys; a set is locked in one
 // statement, key after key in a fixed order (see sortKeys), so that two
-// callers locking overlapping sets cannot deadlock.
+// callers locking overlapping sets cannot deadlock. The SQL with placeholders
+// depends only on the keys' kinds, the mode and the scope: it is shared by
+// every Mutex of the same shape (a held lock's Mutex costs a few hundred
+// bytes).
 type statements struct {
-	args []any // the keys, as arguments
-	n    int   // how many keys
+	args    []any    // the keys, as arguments
+	keyText [][]byte // the keys, as text arguments of lock sessions' statements
+	n       int      // how many keys
+	keys    []Key    // for the SQL with literal keys
+	shared  string   // "_shared" in shared mode, for the function names
+	*sqlShape
+}
 
-	// Session scope, extended protocol, with the keys and the expected
-	// backend pid as arguments.
+// sqlShape is the SQL of a shape of Mutex.
+type sqlShape struct {
+	// Session scope on a pinned connection, extended protocol, with the keys
+	// and the expected backend pid as arguments.
 	lock        string
 	lockTimeout string // lock_timeout as the argument after the backend pid
 	try         string // one bool, or an array of n for a set
 	unlock      string // a row if every key was released, none otherwise
 
-	// Session scope on lock sessions: the simple query protocol, with the
-	// keys as literals (see literalCalls).
-	lockLit      string       // the lock calls after "select "
-	lockCallsLit string       // the lock calls alone, for a lock_timeout before them
-	tryStmt      *pgwire.Stmt // one bool, or an array of n for a set
-	unlockStmt   *pgwire.Stmt // a row if every key was released, none otherwise
-	keyText      [][]byte     // the keys, as the statements' arguments
-	// With AllowPooler, literal SQL: a pooler may run each query on
-	// another backend, where a prepared statement does not exist.
-	tryLit    string
-	unlockLit string
+	// Session scope on lock sessions, prepared on each.
+	tryStmt    *pgwire.Stmt // one bool, or an array of n for a set
+	unlockStmt *pgwire.Stmt // a row if every key was released, none otherwise
 
 	// Transaction scope, queued after BEGIN in one batch (one round trip).
 	xactLock        string
 	xactLockTimeout string // lock_timeout as the argument after the keys
 	xactTry         string
+}
+
+// shapeKey identifies a sqlShape.
+type shapeKey struct {
+	kinds        string // 'b' for a bigint key, 'p' for a pair, in order
+	mode         Mode
+	scope        Scope
+	checkBackend bool
+}
+
+// shapes caches the sqlShapes made so far, by shapeKey.
+var shapes sync.Map
+
+// lockCallsLit returns the lock calls with the keys as literals.
+func (s statements) lockCallsLit() string {
+	return literalCalls("pg_advisory_lock"+s.shared, s.keys)
+}
+
+// tryLit and unlockLit are the lock sessions' try and unlock with the keys as
+// literals, for AllowPooler: a pooler may run each query on another backend,
+// where a prepared statement does not exist.
+func (s statements) tryLit() string {
+	c := literalCalls("pg_try_advisory_lock"+s.shared, s.keys)
+	if s.n > 1 {
+		c = "array[" + c + "]"
+	}
+	return "select " + c
+}
+
+func (s statements) unlockLit() string {
+	c := literalCalls("pg_advisory_unlock"+s.shared, s.keys)
+	if s.n > 1 {
+		c = "true = all(array[" + c + "])"
+	}
+	return "select 1 where " + c
 }
 
 // cleanupSQL releases every session-level advisory lock of a connection whose
@@ -148,35 +186,43 @@ func boolCalls(fn string, keys []Key) string {
 }
 
 func newStatements(keys []Key, mode Mode, scope Scope, checkBackend bool) statements {
-	shared := ""
+	s := statements{n: len(keys), keys: keys}
 	if mode == ModeShared {
-		shared = "_shared"
+		s.shared = "_shared"
 	}
-	s := statements{n: len(keys)}
-	for _, k := range keys {
+	kinds := make([]byte, len(keys))
+	for i, k := range keys {
 		s.args = append(s.args, k.args()...)
+		kinds[i] = 'b'
+		if k.pair {
+			kinds[i] = 'p'
+		}
 	}
 	s.args = slices.Clip(s.args) // see Mutex.withArgs
 	if scope == ScopeSession {
-		s.lockCallsLit = literalCalls("pg_advisory_lock"+shared, keys)
-		s.lockLit = "select " + s.lockCallsLit
 		for _, a := range s.args {
 			s.keyText = append(s.keyText, fmt.Append(nil, a))
 		}
-		unlock := boolCalls("pg_advisory_unlock"+shared, keys)
+	}
+	sk := shapeKey{string(kinds), mode, scope, checkBackend}
+	if v, ok := shapes.Load(sk); ok {
+		s.sqlShape = v.(*sqlShape)
+		return s
+	}
+	v, _ := shapes.LoadOrStore(sk, newShape(keys, s.shared, scope, checkBackend))
+	s.sqlShape = v.(*sqlShape)
+	return s
+}
+
+func newShape(keys []Key, shared string, scope Scope, checkBackend bool) *sqlShape {
+	s := &sqlShape{}
+	if scope == ScopeSession {
+		unlockCond := boolCalls("pg_advisory_unlock"+shared, keys)
 		if len(keys) > 1 {
-			unlock = "true = all(" + unlock + ")"
+			unlockCond = "true = all(" + unlockCond + ")"
 		}
 		s.tryStmt = stmt("select " + boolCalls("pg_try_advisory_lock"+shared, keys))
-		s.unlockStmt = stmt("select 1 where " + unlock)
-		tryLit := literalCalls("pg_try_advisory_lock"+shared, keys)
-		unlockLit := literalCalls("pg_advisory_unlock"+shared, keys)
-		if len(keys) > 1 {
-			tryLit = "array[" + tryLit + "]"
-			unlockLit = "true = all(array[" + unlockLit + "])"
-		}
-		s.tryLit = "select " + tryLit
-		s.unlockLit = "select 1 where " + unlockLit
+		s.unlockStmt = stmt("select 1 where " + unlockCond)
 		lock, p := calls("pg_advisory_lock"+shared, keys)
 		// The session statements take the lock only when the backend running
 		// them is the one the connection announced at start-up (the argument
@@ -198,11 +244,7 @@ func newStatements(keys []Key, mode Mode, scope Scope, checkBackend bool) statem
 		// The unlock returns a row when every key was held and released, and
 		// none otherwise: Exec's command tag says which, without a row to
 		// decode. ARRAY[...] evaluates every call before ALL compares.
-		cond := boolCalls("pg_advisory_unlock"+shared, keys)
-		if len(keys) > 1 {
-			cond = "true = all(" + cond + ")"
-		}
-		s.unlock = "select 1 where " + cond
+		s.unlock = "select 1 where " + unlockCond
 		return s
 	}
 	lock, p := calls("pg_advisory_xact_lock"+shared, keys)
