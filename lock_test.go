@@ -282,8 +282,10 @@ func TestLock_timeoutKeepsConnections(t *testing.T) {
 			if got := after.NewConnsCount() - before.NewConnsCount(); got != 0 {
 				t.Errorf("100 timeouts opened %d new connections; want 0", got)
 			}
-			if got := before.AcquireCount() + 100 - after.AcquireCount(); got != 0 {
-				t.Errorf("acquisitions from the pool: %d more than the 100 attempts", -got)
+			// An attempt whose 1ms ran out while it queued in the process
+			// gives up without a connection: at most one each.
+			if got := after.AcquireCount() - before.AcquireCount(); got > 100 {
+				t.Errorf("acquisitions from the pool: %d more than the 100 attempts", got-100)
 			}
 		})
 	}
