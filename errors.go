@@ -59,11 +59,10 @@ var (
 
 // Bad input, each reported as ErrInvalidArgument.
 var (
-	errEmptyName       = invalid("empty lock name")
-	errNilPool         = invalid("nil pool")
-	errNilMutex        = invalid("nil Mutex")
-	errNilFunc         = invalid("nil function")
-	errInvalidDuration = invalid("negative duration")
+	errEmptyName = invalid("empty lock name")
+	errNilPool   = invalid("nil pool")
+	errNilMutex  = invalid("nil Mutex")
+	errNilFunc   = invalid("nil function")
 )
 
 // invalid returns an error matching ErrInvalidArgument that says what was

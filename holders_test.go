@@ -115,7 +115,9 @@ func TestHolders_sinceGranted(t *testing.T) {
 	dsn := pgtest.Database(t)
 	pool := pgtest.NewPool(t, dsn, appName("prober"))
 	admin := pgtest.NewPool(t, dsn)
-	m := advisorylock.New(pool, "since", advisorylock.WithKeepalive(50*time.Millisecond))
+	// A probe the server does not answer within an interval loses the lock:
+	// the interval leaves a loaded machine time to answer.
+	m := advisorylock.New(pool, "since", advisorylock.WithKeepalive(200*time.Millisecond))
 	before := time.Now()
 	l, err := m.Lock(t.Context())
 	after := time.Now()

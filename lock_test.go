@@ -288,14 +288,15 @@ func TestLock_timeoutKeepsConnections(t *testing.T) {
 			if got := m.SessionsOpened() - sessions; got != 0 {
 				t.Errorf("100 timeouts opened %d lock sessions; want 0", got)
 			}
-			// Session locks wait on lock sessions, transaction-scoped ones
-			// on a pooled connection each.
-			want := int64(100)
+			// Session locks wait on lock sessions; transaction-scoped ones on
+			// a pooled connection each, but for an attempt whose 1ms ran out
+			// while it queued in the process, which gives up without one.
+			limit := int64(100)
 			if m.Scope() == advisorylock.ScopeSession {
-				want = 0
+				limit = 0
 			}
-			if got := after.AcquireCount() - before.AcquireCount(); got != want {
-				t.Errorf("acquisitions from the pool: %d for 100 attempts; want %d", got, want)
+			if got := after.AcquireCount() - before.AcquireCount(); got > limit {
+				t.Errorf("acquisitions from the pool: %d for 100 attempts; want at most %d", got, limit)
 			}
 		})
 	}

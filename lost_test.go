@@ -161,7 +161,9 @@ func TestLost_probeCost(t *testing.T) {
 	t.Parallel()
 	var w writeCounter
 	pool := pgtest.NewPool(t, pgtest.Database(t), w.configure)
-	const interval = 100 * time.Millisecond
+	// A probe the server does not answer within an interval loses the lock:
+	// the interval leaves a loaded machine time to answer.
+	const interval = 250 * time.Millisecond
 	m := advisorylock.New(pool, "probe", advisorylock.WithKeepalive(interval))
 	l, err := m.Lock(t.Context())
 	if err != nil {
