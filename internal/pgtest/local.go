@@ -60,15 +60,23 @@ func startLocal(ctx context.Context, settings ...string) (*Server, error) {
 	return l.server(), nil
 }
 
+// serverDir returns the identity that runs the harness's server processes and
+// a new temporary directory of the harness's (mode 0700) for one of them,
+// having swept away those that crashed runs left behind.
+func serverDir() (runAs, string, error) {
+	as, err := serverIdentity()
+	if err != nil {
+		return runAs{}, "", err
+	}
+	sweepStaleDirs()
+	dir, err := os.MkdirTemp("", dirPattern)
+	return as, dir, err
+}
+
 // newLocalServer makes the temporary directory, with its socket directory,
 // owned by the identity that runs the server and private to it.
 func newLocalServer(bin, password string) (*localServer, error) {
-	as, err := serverIdentity()
-	if err != nil {
-		return nil, err
-	}
-	sweepStaleDirs()
-	dir, err := os.MkdirTemp("", dirPattern) // mode 0700
+	as, dir, err := serverDir()
 	if err != nil {
 		return nil, err
 	}

@@ -331,12 +331,7 @@ func startPgBouncer(ctx context.Context, bin, dsn string, cfg PgBouncerConfig) (
 	if size <= 0 {
 		size = defaultBouncerPoolSize
 	}
-	as, err := serverIdentity()
-	if err != nil {
-		return nil, err
-	}
-	sweepStaleDirs()
-	dir, err := os.MkdirTemp("", dirPattern) // mode 0700
+	as, dir, err := serverDir()
 	if err != nil {
 		return nil, err
 	}
