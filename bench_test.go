@@ -162,8 +162,8 @@ func BenchmarkManyKeys(b *testing.B) {
 // against raw pgx doing the same on a pinned connection (the floor: two round
 // trips), call by call in one run, so that the machine's drifting load
 // weighs on both alike: the figure that matters is library/floor. The
-// library's lock rides on a lock session (the default) and, for comparison,
-// on a pinned pooled connection (PinConnection).
+// library's lock rides on a pinned pooled connection (the default) and on a
+// lock session (LockSessions).
 func BenchmarkInterleaved(b *testing.B) {
 	pool := benchPool(b, 4)
 	ctx := context.Background()
@@ -173,8 +173,8 @@ func BenchmarkInterleaved(b *testing.B) {
 	}
 	defer conn.Release()
 	k1, k2, _ := advisorylock.KeyFromName("floor").Pair()
-	session := advisorylock.New(pool, "library")
-	pinned := advisorylock.New(pool, "pinned", advisorylock.PinConnection())
+	library := advisorylock.New(pool, "library")
+	sessions := advisorylock.New(pool, "sessions", advisorylock.LockSessions())
 	lockUnlock := func(m *advisorylock.Mutex) func() error {
 		return func() error {
 			l, err := m.Lock(ctx)
@@ -193,7 +193,7 @@ func BenchmarkInterleaved(b *testing.B) {
 			_, err := conn.Exec(ctx, "select pg_advisory_unlock($1,$2)", k1, k2)
 			return err
 		}},
-		{Name: "library", Call: lockUnlock(session)},
-		{Name: "pinned", Call: lockUnlock(pinned)},
+		{Name: "library", Call: lockUnlock(library)},
+		{Name: "sessions", Call: lockUnlock(sessions)},
 	})
 }

@@ -39,22 +39,25 @@
 //
 // # Scopes: sessions, transactions and the pool
 //
-// A session-scoped lock (the default) belongs to a database session. It is
-// held on a lock session: a server session the package opens and owns, with
-// the connection settings of the Mutex's pool (or [WithSessionPool]'s), never
-// on one of the pool's connections. One lock session carries any number of
-// locks, and the lock and unlock calls of every goroutine that uses it share
-// its round trips (pipelining): a held lock costs no pooled connection and no
-// goroutine. An uncontended lock is taken with pg_try_advisory_lock on one of
-// at most [DefaultMaxSessions] shared lock sessions ([WithMaxSessions]); a
-// lock that must wait does so on a session of its own, which then carries
-// it. A lock session that carries nothing for a second is closed; closing the
-// pool does not close lock sessions. PostgreSQL's session locks are
-// reentrant, so a session is never asked for a key in a mode that conflicts
-// with what this process holds: TryLock refuses such a lock at once, and Lock
-// waits for it on a session of its own, where the server decides. With
-// [PinConnection], a held lock pins a pooled connection instead, watched by a
+// A session-scoped lock (the default) belongs to a database session: that of
+// a pooled connection, pinned to the Lock while it is held and watched by a
 // goroutine of its own.
+//
+// With [LockSessions] (or [WithMaxSessions], [WithSessionPool]), it is held
+// instead on a lock session: a server session the package opens and owns,
+// with the connection settings of the Mutex's pool (or WithSessionPool's),
+// never on one of the pool's connections. One lock session carries any number
+// of locks, and the lock and unlock calls of every goroutine that uses it
+// share its round trips (pipelining): a held lock costs no pooled connection
+// and no goroutine. An uncontended lock is taken with pg_try_advisory_lock on
+// one of at most [DefaultMaxSessions] shared lock sessions; a lock that must
+// wait does so on a session of its own, which then carries it. A lock session
+// that carries nothing for a second is closed; closing the pool does not
+// close lock sessions. PostgreSQL's session locks are reentrant, so a session
+// is never asked for a key in a mode that conflicts with what this process
+// holds: TryLock refuses such a lock at once, and Lock waits for it on a
+// session of its own, where the server decides. The price: a goroutine
+// hand-off per round trip, 10-20% on an uncontended Lock and Unlock.
 //
 // A lock session, or a pinned connection, is kept only while it is known to
 // hold what this process believes: an unlock whose answer is not the expected
@@ -78,16 +81,17 @@
 //
 // # Lost locks
 //
-// A held session lock is watched: the lock session's reader, always blocked
-// reading, notices at once when the server ends the session, and a small
-// probe per session (not per lock) at the keepalive interval
-// ([WithKeepalive]) notices a network gone silent, within two intervals. A lost
+// A held session lock is watched: a blocking read on its idle connection (or
+// its lock session's reader) notices at once when the server ends the
+// session, and a small probe at the keepalive interval ([WithKeepalive]), per
+// held lock (or per lock session), notices a network gone silent, within two
+// intervals. A lost
 // lock closes [Lock.Done], reports [ErrLockLost] from [Lock.Err] and
 // [Lock.Unlock], and cancels WithLock's context with a cause matching
 // ErrLockLost. Between the server releasing a lock and the old holder
 // noticing, another holder can start; likewise a lock granted to a session
 // that ends before the grant arrives is returned, and its loss reported as
-// soon as the caller has it (with PinConnection, 20-25ms later, when the
+// soon as the caller has it (on a pinned connection, 20-25ms later, when the
 // watcher starts). Keep the window short (see
 // WithKeepalive), and prefer transaction scope where the protected work is
 // writes to the same database, since those commit only if the lock's

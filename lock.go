@@ -25,8 +25,7 @@ type Mutex struct {
 	hooks *hookSet // nil when no hooks are set
 	err   error    // bad input, reported by every call
 	sql   statements
-	// sessions carries its session locks; nil in transaction scope, with
-	// PinConnection, or with bad input.
+	// sessions carries its session locks with LockSessions; nil otherwise.
 	sessions *sessionSet
 
 	// racedGrants counts session-level locks found held, and released,
@@ -99,7 +98,7 @@ func newMutex(pool *pgxpool.Pool, keys []Key, opts []Option) *Mutex {
 		}
 	}
 	m.sql = newStatements(keys, m.cfg.mode, m.cfg.scope, !m.cfg.allowPooler)
-	if m.err == nil && m.cfg.scope == ScopeSession && !m.cfg.pin {
+	if m.err == nil && m.cfg.scope == ScopeSession && m.cfg.sessions {
 		sp := m.cfg.sessionPool
 		if sp == nil {
 			sp = pool
@@ -135,9 +134,9 @@ func (m *Mutex) String() string {
 }
 
 // Lock acquires the lock, blocking until the server grants it, the
-// WithTimeout bound passes or ctx is done: one round trip when the lock is
-// free, a wait in the server on a session of its own when it is not. A
-// transaction-scoped lock holds a pooled connection until it is released.
+// WithTimeout bound passes or ctx is done. The wait happens in the server,
+// on a pooled connection that stays pinned to the returned Lock until it is
+// released (with LockSessions, on a lock session).
 // On failure it holds nothing and returns an error matching
 // context.DeadlineExceeded, context.Canceled, ErrStandby, ErrPooler or
 // ErrInvalidArgument, or the driver's error.

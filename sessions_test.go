@@ -46,8 +46,8 @@ func medianQuery(t *testing.T, pool *pgxpool.Pool) time.Duration {
 	return ds[len(ds)/2]
 }
 
-// A thousand session locks, held at once by one process, cost at most two
-// server sessions (the default WithMaxSessions) and none of the pool's
+// On lock sessions, a thousand session locks held at once by one process cost
+// at most two server sessions (DefaultMaxSessions) and none of the pool's
 // connections: an unrelated query on a default-sized pool still runs.
 func TestSessions_thousandLocks(t *testing.T) {
 	t.Parallel()
@@ -63,7 +63,7 @@ func TestSessions_thousandLocks(t *testing.T) {
 	for g := range 16 {
 		wg.Go(func() {
 			for i := g; i < n; i += 16 {
-				l, err := advisorylock.New(pool, fmt.Sprint("many-", i)).Lock(t.Context())
+				l, err := advisorylock.New(pool, fmt.Sprint("many-", i), advisorylock.LockSessions()).Lock(t.Context())
 				if err != nil {
 					errs <- err
 					return
@@ -103,10 +103,14 @@ func TestSessions_reentrancyNeverShares(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.NewPool(t, pgtest.Database(t))
 	single := func(opts ...advisorylock.Option) func() *advisorylock.Mutex {
-		return func() *advisorylock.Mutex { return advisorylock.New(pool, "k", opts...) }
+		return func() *advisorylock.Mutex {
+			return advisorylock.New(pool, "k", append(opts, advisorylock.LockSessions())...)
+		}
 	}
 	set := func(opts ...advisorylock.Option) func() *advisorylock.Mutex {
-		return func() *advisorylock.Mutex { return advisorylock.NewSet(pool, []string{"j", "k"}, opts...) }
+		return func() *advisorylock.Mutex {
+			return advisorylock.NewSet(pool, []string{"j", "k"}, append(opts, advisorylock.LockSessions())...)
+		}
 	}
 	for _, tt := range []struct {
 		name          string
@@ -214,14 +218,14 @@ func TestSessions_costPerHeldLock(t *testing.T) {
 	const keepalive = 100 * time.Millisecond
 	for _, n := range []int{1, 100, 1000} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			opt := advisorylock.WithKeepalive(keepalive)
+			opts := []advisorylock.Option{advisorylock.WithKeepalive(keepalive), advisorylock.LockSessions()}
 			runtime.GC()
 			var before runtime.MemStats
 			runtime.ReadMemStats(&before)
 			goroutines := runtime.NumGoroutine()
 			locks := make([]*advisorylock.Lock, n)
 			for i := range locks {
-				l, err := advisorylock.New(pool, fmt.Sprint("cost-", n, "-", i), opt).Lock(t.Context())
+				l, err := advisorylock.New(pool, fmt.Sprint("cost-", n, "-", i), opts...).Lock(t.Context())
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -263,7 +267,7 @@ func TestSessions_lockTableFull(t *testing.T) {
 	var held []*advisorylock.Lock
 	var full error
 	for i := 0; i < 100_000 && full == nil; i++ {
-		l, err := advisorylock.NewWithKey(pool, advisorylock.Int64Key(int64(i))).TryLock(t.Context())
+		l, err := advisorylock.NewWithKey(pool, advisorylock.Int64Key(int64(i)), advisorylock.LockSessions()).TryLock(t.Context())
 		switch {
 		case errors.Is(err, advisorylock.ErrLockTable):
 			full = err
@@ -289,7 +293,7 @@ func TestSessions_lockTableFull(t *testing.T) {
 	if err := held[0].Unlock(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	l, err := advisorylock.NewWithKey(pool, advisorylock.Int64Key(-1)).TryLock(t.Context())
+	l, err := advisorylock.NewWithKey(pool, advisorylock.Int64Key(-1), advisorylock.LockSessions()).TryLock(t.Context())
 	if err != nil {
 		t.Fatalf("a lock once there is room: %v", err)
 	}

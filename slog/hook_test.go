@@ -86,13 +86,7 @@ func TestHook_events(t *testing.T) {
 			if p == nil {
 				p = pool
 			}
-			opts := []advisorylock.Option{advisorylock.WithHooks(advisorylockslog.NewHook(logger, tt.opts...))}
-			if p == closed {
-				// Lock sessions are not the pool's: a pinned connection
-				// meets the closed pool.
-				opts = append(opts, advisorylock.PinConnection())
-			}
-			m := advisorylock.New(p, "events", opts...)
+			m := advisorylock.New(p, "events", advisorylock.WithHooks(advisorylockslog.NewHook(logger, tt.opts...)))
 			if tt.held {
 				holder, err := advisorylock.New(other, "events").Lock(t.Context())
 				if err != nil {
