@@ -156,6 +156,21 @@ func BenchmarkManyKeys(b *testing.B) {
 			return l.Unlock(ctx)
 		})
 	})
+	// On lock sessions the 16 goroutines share the round trips of two
+	// server sessions instead of taking turns on the pool's 8 connections.
+	sessions := make([]*advisorylock.Mutex, len(mutexes))
+	for i := range sessions {
+		sessions[i] = advisorylock.NewWithKey(pool, advisorylock.Int64Key(int64(i)), advisorylock.LockSessions())
+	}
+	b.Run("sessions", func(b *testing.B) {
+		run(b, func(ctx context.Context, i int) error {
+			l, err := sessions[i].Lock(ctx)
+			if err != nil {
+				return err
+			}
+			return l.Unlock(ctx)
+		})
+	})
 }
 
 // BenchmarkInterleaved times an uncontended session-scoped Lock and Unlock
