@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -308,13 +309,29 @@ func quoteName(s string) string {
 	return q
 }
 
-// quoteArg shows an argument in a message, shortened.
+// quoteArg shows an argument in a message, shortened, with the password of
+// a connection string typed in the wrong place masked.
 func quoteArg(s string) string {
+	s = redactArg(s)
 	const max = 40
 	if len(s) > max {
 		s = s[:max] + "..."
 	}
 	return strconv.Quote(s)
+}
+
+// redactArg masks the password of an argument that is a connection string: a
+// URL with one, or keyword/value settings with password=.
+func redactArg(s string) string {
+	if u, err := url.Parse(s); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			return u.Redacted()
+		}
+	}
+	if i := strings.Index(strings.ToLower(s), "password="); i >= 0 {
+		return s[:i] + "password=xxxxx"
+	}
+	return s
 }
 
 // errNegative reports a negative duration.

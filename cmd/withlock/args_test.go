@@ -191,6 +191,12 @@ func TestParseArgs_secretsNotEchoed(t *testing.T) {
 		{"x", "--db", secret, "y", "--", "true"},
 		{"--db", secret, "--key", "1", "x", "--", "true"},
 		{"--db"},
+		// A connection string typed where a name or a command goes.
+		{"x", secret, "--", "true"},
+		{"x", secret},
+		{secret, "y", "--", "true"},
+		{"x", "host=h user=u password=hunter2", "--", "true"},
+		{"x", "-w", secret, "--", "true"},
 	} {
 		_, err := parseArgs(args)
 		if err == nil {
