@@ -374,8 +374,10 @@ func (m *Mutex) tryOn(ctx context.Context, s *lockSession) (*Lock, bool, error) 
 		res, err = s.w.DoStmt(ctx, m.sql.tryStmt, late, m.sql.keyText...)
 	}
 	if err != nil {
-		if ctx.Err() == nil {
-			// The session ended: the request is settled by dead.
+		// When the caller gave up (DoOr returned ctx's own error), late
+		// settles the request; otherwise the session ended, or the request
+		// was never sent, and it is settled here.
+		if ctxErr := ctx.Err(); ctxErr == nil || err != ctxErr {
 			m.settleTry(s, nil, nil)
 		}
 		return nil, false, err

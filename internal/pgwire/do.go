@@ -2,6 +2,7 @@ package pgwire
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 
@@ -30,7 +31,8 @@ type Result struct {
 // done. It returns the server's answer, whose Err field reports a failed
 // statement; its own error is for the session and the context only.
 //
-// If ctx is already done, Do returns ctx.Err() and sends nothing. If ctx is
+// If ctx is already done, Do sends nothing and returns an error wrapping
+// ctx.Err() (not ctx.Err() itself, which means a query sent and left). If ctx is
 // done before the answer, Do returns ctx.Err() at once and the answer, when
 // it comes, is dropped; the query is not cancelled (see Cancel). Use DoOr to
 // receive that answer. If the session has ended, or ends before the answer,
@@ -52,7 +54,7 @@ func (s *Session) Do(ctx context.Context, sql string) (Result, error) {
 // what a query its caller gave up on did (unlock a lock granted too late).
 func (s *Session) DoOr(ctx context.Context, sql string, late func(Result, error)) (Result, error) {
 	if err := ctx.Err(); err != nil {
-		return Result{}, err
+		return Result{}, notSent(err)
 	}
 	r := newRequest()
 	r.late = late
@@ -70,7 +72,7 @@ func (s *Session) DoOr(ctx context.Context, sql string, late func(Result, error)
 // to end the statement early.
 func (s *Session) Wait(ctx context.Context, sql string) (Result, error) {
 	if err := ctx.Err(); err != nil {
-		return Result{}, err
+		return Result{}, notSent(err)
 	}
 	r := newRequest()
 	r.patient = true
@@ -95,7 +97,7 @@ type Stmt struct {
 // format (nil is NULL).
 func (s *Session) DoStmt(ctx context.Context, st *Stmt, late func(Result, error), args ...[]byte) (Result, error) {
 	if err := ctx.Err(); err != nil {
-		return Result{}, err
+		return Result{}, notSent(err)
 	}
 	r := newRequest()
 	r.late = late
@@ -181,6 +183,11 @@ func putRequest(r *request) {
 	*r = request{ready: ready} // also resets state to stateWaiting
 	requests.Put(r)
 }
+
+// notSent is the error of a query not sent because its context was done:
+// it matches the context's error without being it, so that a caller can tell
+// it from an answer left behind (whose late handler will run).
+func notSent(err error) error { return fmt.Errorf("pgwire: not sent: %w", err) }
 
 // await waits for the answer to r, sent, or for ctx. When ctx ends first, the
 // reader owns r from then on and hands the answer to r.late, if any.
