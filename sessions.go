@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -89,6 +90,7 @@ type sessionSet struct {
 	cfg      *pgconn.Config  // the pool's connection settings, read once
 	holds    map[Key]holding // this process's holds and requests, by key
 	opens    int             // sessions opened so far, for the tests
+	janitor  *time.Timer     // closes idle sessions; nil while there are none
 }
 
 // holding counts the holds and requests of one key in this process.
@@ -119,11 +121,11 @@ type lockSession struct {
 	pid int32
 
 	// Guarded by set.mu.
-	locks   map[*Lock]struct{} // the locks it carries
-	waiting bool               // a lock wait runs on it: it takes no other request
-	pending int                // requests in flight for locks not (yet) in locks
-	idle    *time.Timer        // closes it once it has carried nothing for sessionIdle
-	gone    bool               // removed from the set
+	locks     map[*Lock]struct{} // the locks it carries
+	waiting   bool               // a lock wait runs on it: it takes no other request
+	pending   int                // requests in flight for locks not (yet) in locks
+	idleSince time.Time          // since when it carries nothing; zero while it does
+	gone      bool               // removed from the set
 }
 
 // connConfig returns the pool's connection settings, read once.
@@ -273,33 +275,45 @@ func (set *sessionSet) waitSession(ctx context.Context) (*lockSession, error) {
 	return c, nil
 }
 
-// busy stops the idle timer of a session about to carry a request; mu is
-// held.
-func (s *lockSession) busy() {
-	if s.idle != nil {
-		s.idle.Stop()
-		s.idle = nil
+// busy marks a session about to carry a request; mu is held.
+func (s *lockSession) busy() { s.idleSince = time.Time{} }
+
+// settle marks a session that carries nothing as idle from now on, and makes
+// sure the set's janitor will look at it; mu is held. A timer per session,
+// armed and stopped with every lock, would wake the runtime's network poller
+// on the lock path; one janitor per set looks every half sessionIdle instead.
+func (s *lockSession) settle() {
+	if s.gone || s.waiting || s.pending > 0 || len(s.locks) > 0 {
+		return
+	}
+	s.idleSince = time.Now()
+	set := s.set
+	if set.janitor == nil {
+		set.janitor = time.AfterFunc(sessionIdle/2, set.sweep)
 	}
 }
 
-// settle arms the idle timer of a session that carries nothing; mu is held.
-func (s *lockSession) settle() {
-	if s.gone || s.waiting || s.pending > 0 || len(s.locks) > 0 || s.idle != nil {
-		return
-	}
-	var t *time.Timer
-	t = time.AfterFunc(sessionIdle, func() {
-		s.set.mu.Lock()
-		if s.idle != t {
-			s.set.mu.Unlock()
-			return // busy again since
+// sweep is the janitor: it closes the sessions idle for sessionIdle, and
+// looks again later while the set has sessions.
+func (set *sessionSet) sweep() {
+	var idle []*lockSession
+	set.mu.Lock()
+	now := time.Now()
+	for _, c := range slices.Clone(set.sessions) {
+		if !c.idleSince.IsZero() && now.Sub(c.idleSince) >= sessionIdle {
+			c.remove()
+			idle = append(idle, c)
 		}
-		s.idle = nil
-		s.remove()
-		s.set.mu.Unlock()
-		_ = s.w.Close(context.Background())
-	})
-	s.idle = t
+	}
+	if len(set.sessions) > 0 {
+		set.janitor.Reset(sessionIdle / 2)
+	} else {
+		set.janitor = nil
+	}
+	set.mu.Unlock()
+	for _, c := range idle {
+		_ = c.w.Close(context.Background())
+	}
 }
 
 // remove takes the session out of its set; mu is held.
