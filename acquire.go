@@ -15,7 +15,6 @@ import (
 // SQLSTATEs the lock path tells apart.
 const (
 	sqlstateLockNotAvailable = "55P03" // lock_timeout fired
-	sqlstateQueryCanceled    = "57014" // a cancel request or statement_timeout
 	// sqlstateOutOfSharedMemory: the server's lock table is full.
 	sqlstateOutOfSharedMemory = "53200"
 )

@@ -60,11 +60,9 @@ func holders(ctx context.Context, pool *pgxpool.Pool, keys []Key) ([]Holder, err
 	objids := make([]int64, len(keys))
 	subids := make([]int32, len(keys))
 	for i, k := range keys {
-		if k.pair {
-			classids[i], objids[i], subids[i] = int64(uint32(k.k1)), int64(uint32(k.k2)), 2
-		} else {
-			classids[i], objids[i], subids[i] = int64(uint64(k.k)>>32), int64(uint32(k.k)), 1
-		}
+		var subid int
+		classids[i], objids[i], subid = lockTag(k)
+		subids[i] = int32(subid)
 	}
 	rows, err := pool.Query(ctx, holdersSQL, classids, objids, subids)
 	if err != nil {

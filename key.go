@@ -68,3 +68,11 @@ func (k Key) args() []any {
 	}
 	return []any{k.k}
 }
+
+// lockTag returns how pg_locks shows key: classid, objid and objsubid.
+func lockTag(k Key) (classid, objid int64, subid int) {
+	if k.pair {
+		return int64(uint32(k.k1)), int64(uint32(k.k2)), 2
+	}
+	return int64(uint32(uint64(k.k) >> 32)), int64(uint32(k.k)), 1
+}

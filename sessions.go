@@ -611,14 +611,6 @@ func (s *lockSession) probe() string {
 // statement (track_activity_query_size, 1024 bytes by default).
 const maxProbeLen = 900
 
-// lockTag returns how pg_locks shows key: classid, objid and objsubid.
-func lockTag(k Key) (classid, objid int64, subid int) {
-	if k.pair {
-		return int64(uint32(k.k1)), int64(uint32(k.k2)), 2
-	}
-	return int64(uint32(uint64(k.k) >> 32)), int64(uint32(k.k)), 1
-}
-
 // unlockAllOf returns a statement that releases keys, one hold each, in mode.
 func unlockAllOf(keys []Key, mode Mode) string {
 	fn := "pg_advisory_unlock"
