@@ -349,6 +349,8 @@ func (m *Mutex) waitError(op string, err, interrupted error) error {
 		return m.errorf(op, interrupted, err)
 	case errors.As(err, &pgErr) && pgErr.Code == sqlstateLockNotAvailable:
 		return m.errorf(op, context.DeadlineExceeded, err)
+	case errors.As(err, &pgErr) && pgErr.Code == sqlstateOutOfSharedMemory:
+		return m.errorf(op, ErrLockTable, err)
 	default:
 		return m.errorf(op, err)
 	}

@@ -60,11 +60,10 @@
 // hand-off per round trip, 10-20% on an uncontended Lock and Unlock.
 //
 // A lock session, or a pinned connection, is kept only while it is known to
-// hold what this process believes: an unlock whose answer is not the expected
-// one, a statement that fails in a way that leaves its state unknown, or a
-// server that stops answering, and it is closed, which ends the session and
-// releases whatever it held; every lock on it is reported lost, never
-// silently dropped. After a failed or cancelled wait the waiting session is
+// hold what this process believes. After an unlock whose answer is not the
+// expected one, a statement that leaves its state unknown, or a server that
+// stops answering, it is closed: that ends the session and releases whatever
+// it held, and every lock on it is reported lost, never silently dropped. After a failed or cancelled wait the waiting session is
 // proven clean, or closed: this covers PostgreSQL's cancel race, in which a
 // grant that lands just as a timeout or cancel fires is kept by the server
 // while the statement reports the error. When the server's lock table is

@@ -263,7 +263,9 @@ func TestSessions_lockTableFull(t *testing.T) {
 	// A server of the test's own: a full lock table stops every lock of
 	// every session of the server, and the shared one runs other tests.
 	srv := pgtest.StartPrivate(t, "max_locks_per_transaction=10", "max_connections=10")
-	pool := pgtest.NewPool(t, srv.DSN(), func(c *pgxpool.Config) { c.MaxConns = 2 })
+	pool := pgtest.NewPool(t, srv.DSN(), func(c *pgxpool.Config) { c.MaxConns = 3 })
+	// Connections open before the table fills: a new one needs room in it.
+	warm(t, pool, 2)
 	var held []*advisorylock.Lock
 	var full error
 	for i := 0; i < 100_000 && full == nil; i++ {
@@ -283,6 +285,14 @@ func TestSessions_lockTableFull(t *testing.T) {
 	t.Logf("lock table full after %d locks: %v", len(held), full)
 	if !strings.Contains(full.Error(), "max_locks_per_transaction") {
 		t.Errorf("error %q does not name the setting to raise", full)
+	}
+	// A lock on a pooled connection of its own, and a transaction-scoped
+	// one, are refused the same way.
+	for _, opt := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
+		_, err := advisorylock.NewWithKey(pool, advisorylock.Int64Key(-2), opt).TryLock(t.Context())
+		if !errors.Is(err, advisorylock.ErrLockTable) {
+			t.Errorf("TryLock on a pooled connection with the table full: %v; want ErrLockTable", err)
+		}
 	}
 	for _, l := range held {
 		if err := l.Err(); err != nil {
