@@ -109,47 +109,56 @@ func TestMutexHolders_set(t *testing.T) {
 }
 
 // A session-scoped holder's Since is when the lock was granted, also after
-// keepalive probes have run on its session.
+// keepalive probes have run on its session: a pinned connection's, or a lock
+// session's, whose probe lists each lock it carries.
 func TestHolders_sinceGranted(t *testing.T) {
 	t.Parallel()
-	dsn := pgtest.Database(t)
-	pool := pgtest.NewPool(t, dsn, appName("prober"))
-	admin := pgtest.NewPool(t, dsn)
-	// A probe the server does not answer within an interval loses the lock:
-	// the interval leaves a loaded machine time to answer.
-	m := advisorylock.New(pool, "since", advisorylock.WithKeepalive(200*time.Millisecond))
-	before := time.Now()
-	l, err := m.Lock(t.Context())
-	after := time.Now()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Unlock(context.Background())
-	// Await a probe that ran well after the grant.
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	for {
-		var probed bool
-		if err := admin.QueryRow(ctx, `select coalesce(bool_or(query like '-- advisorylock%' and state_change > $1), false)
-			from pg_stat_activity where application_name = 'prober' and datname = current_database()`, after.Add(100*time.Millisecond)).Scan(&probed); err != nil {
-			t.Fatal(err)
-		}
-		if probed {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatal("no keepalive probe seen on the holder's session")
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	hs, err := m.Holders(t.Context())
-	if err != nil || len(hs) != 1 {
-		t.Fatalf("Holders = %+v, %v; want one holder", hs, err)
-	}
-	// The server's clock is this machine's; allow a little for rounding.
-	const slack = 5 * time.Millisecond
-	if s := hs[0].Since; s.Before(before.Add(-slack)) || s.After(after.Add(slack)) {
-		t.Errorf("Since = %v; want the grant, between %v and %v", s, before, after)
+	for _, tt := range []struct {
+		name string
+		opt  advisorylock.Option
+	}{{"pinned", nil}, {"lock sessions", advisorylock.LockSessions()}} {
+		t.Run(tt.name, func(t *testing.T) {
+			dsn := pgtest.Database(t)
+			pool := pgtest.NewPool(t, dsn, appName("prober"))
+			admin := pgtest.NewPool(t, dsn)
+			// A probe the server does not answer within an interval loses
+			// the lock: the interval leaves a loaded machine time to answer.
+			m := advisorylock.New(pool, "since", advisorylock.WithKeepalive(200*time.Millisecond), tt.opt)
+			before := time.Now()
+			l, err := m.Lock(t.Context())
+			after := time.Now()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Unlock(context.Background())
+			// Await a probe that ran well after the grant.
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			for {
+				var probed bool
+				if err := admin.QueryRow(ctx, `select coalesce(bool_or(query like '-- advisorylock%' and state_change > $1), false)
+					from pg_stat_activity where application_name = 'prober' and datname = current_database()`, after.Add(100*time.Millisecond)).Scan(&probed); err != nil {
+					t.Fatal(err)
+				}
+				if probed {
+					break
+				}
+				select {
+				case <-ctx.Done():
+					t.Fatal("no keepalive probe seen on the holder's session")
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+			hs, err := m.Holders(t.Context())
+			if err != nil || len(hs) != 1 {
+				t.Fatalf("Holders = %+v, %v; want one holder", hs, err)
+			}
+			// The server's clock is this machine's; allow a little for
+			// rounding.
+			const slack = 5 * time.Millisecond
+			if s := hs[0].Since; s.Before(before.Add(-slack)) || s.After(after.Add(slack)) {
+				t.Errorf("Since = %v; want the grant, between %v and %v", s, before, after)
+			}
+		})
 	}
 }

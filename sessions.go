@@ -44,8 +44,7 @@ import (
 const DefaultMaxSessions = 2
 
 // sessionIdle is how long a lock session that carries nothing stays open.
-// A variable for the tests.
-var sessionIdle = time.Second
+const sessionIdle = time.Second
 
 // sessionOpenTimeout bounds the opening of a lock session when the caller's
 // context has no earlier deadline.
