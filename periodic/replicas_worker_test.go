@@ -1,0 +1,3 @@
+package periodic_test
+
+func runReplicaWorker() bool { return false }
