@@ -32,8 +32,8 @@ func newPool(t *testing.T, dsn string, configure ...func(*pgxpool.Config)) *pgxp
 	return pgtest.NewPool(t, dsn, configure...)
 }
 
-// exec runs statements on pool, failing t on error.
-func exec(t *testing.T, pool *pgxpool.Pool, sqls ...string) {
+// execSQL runs statements on pool, failing t on error.
+func execSQL(t *testing.T, pool *pgxpool.Pool, sqls ...string) {
 	t.Helper()
 	for _, sql := range sqls {
 		if _, err := pool.Exec(context.Background(), sql); err != nil {
@@ -99,7 +99,7 @@ type historyEntry struct {
 func recordHistory(t *testing.T, pool *pgxpool.Pool, schema string) {
 	t.Helper()
 	table := pgx.Identifier{schema, periodic.TableName}.Sanitize()
-	exec(t, pool,
+	execSQL(t, pool,
 		periodic.TableSQL(schema),
 		`create table run_history (seq bigserial primary key, name text, run bigint, started_at timestamptz,
 			started_by text, finished boolean, failure text, success_run bigint, success_started_at timestamptz)`,

@@ -130,7 +130,9 @@ func WithMaxRunTime(d time.Duration) Option {
 // [advisorylock.WithKeepalive] to notice a silent network sooner, or
 // [advisorylock.WithSessionPool]. A lock in shared mode
 // ([advisorylock.Shared]) would let runs overlap: it makes every call fail
-// with [advisorylock.ErrInvalidArgument].
+// with [advisorylock.ErrInvalidArgument]. Another invalid lock option is the
+// Mutex's to report: [Job.Run] and [Job.Tick] fail with its error, which
+// matches [advisorylock.ErrInvalidArgument] too.
 func WithLockOptions(opts ...advisorylock.Option) Option {
 	return optionFunc(func(c *config) {
 		c.lockOptions = append(c.lockOptions, opts...)

@@ -28,7 +28,7 @@ func TestTable_createdOnceByConcurrentStarts(t *testing.T) {
 	t.Parallel()
 	dsn := testDB(t)
 	admin := newPool(t, dsn)
-	exec(t, admin, `create schema "Jobs ""2"""`)
+	execSQL(t, admin, `create schema "Jobs ""2"""`)
 	const n = 8
 	var wg sync.WaitGroup
 	start := make(chan struct{})
@@ -74,7 +74,7 @@ func newPrivilegeEnv(t *testing.T) privilegeEnv {
 	role, password := srv.SecretRole(t)
 	dsn := testDB(t)
 	admin := newPool(t, dsn)
-	exec(t, admin, "revoke create on schema public from public")
+	execSQL(t, admin, "revoke create on schema public from public")
 	return privilegeEnv{admin: admin, appDSN: pgtest.WithCredentials(t, dsn, role, password, 0), appRole: role}
 }
 
@@ -125,20 +125,20 @@ func TestTable_privileges(t *testing.T) {
 	}
 
 	// A DBA creates the table ahead of time, and grants SELECT only.
-	exec(t, env.admin, periodic.TableSQL("public"), "grant select on public.advisorylock_runs to "+pgx.Identifier{env.appRole}.Sanitize())
+	execSQL(t, env.admin, periodic.TableSQL("public"), "grant select on public.advisorylock_runs to "+pgx.Identifier{env.appRole}.Sanitize())
 	_, err = job.Run(t.Context(), noop)
 	wantPrivilegeError(t, err, "INSERT, UPDATE", table)
 	mustStatus(t, job) // SELECT is all Status needs
 
-	exec(t, env.admin, "grant insert on public.advisorylock_runs to "+pgx.Identifier{env.appRole}.Sanitize())
+	execSQL(t, env.admin, "grant insert on public.advisorylock_runs to "+pgx.Identifier{env.appRole}.Sanitize())
 	_, err = job.Run(t.Context(), noop)
 	wantPrivilegeError(t, err, "UPDATE", table)
 
-	exec(t, env.admin, "grant update on public.advisorylock_runs to "+pgx.Identifier{env.appRole}.Sanitize())
+	execSQL(t, env.admin, "grant update on public.advisorylock_runs to "+pgx.Identifier{env.appRole}.Sanitize())
 	mustRun(t, job)
 
 	// Without SELECT, Status is refused too.
-	exec(t, env.admin, "revoke select on public.advisorylock_runs from "+pgx.Identifier{env.appRole}.Sanitize())
+	execSQL(t, env.admin, "revoke select on public.advisorylock_runs from "+pgx.Identifier{env.appRole}.Sanitize())
 	_, err = job.Status(t.Context())
 	wantPrivilegeError(t, err, "SELECT", table)
 }
@@ -146,7 +146,7 @@ func TestTable_privileges(t *testing.T) {
 func TestTable_noUsageOnSchema(t *testing.T) {
 	t.Parallel()
 	env := newPrivilegeEnv(t)
-	exec(t, env.admin, "create schema private")
+	execSQL(t, env.admin, "create schema private")
 	job := periodic.New(newPool(t, env.appDSN), "report", time.Hour, periodic.WithSchema("private"))
 	_, err := job.Run(t.Context(), func(context.Context, periodic.Run) error { return nil })
 	wantPrivilegeError(t, err, "USAGE", `schema "private"`)
