@@ -2,7 +2,6 @@ package periodic_test
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -222,6 +221,3 @@ func (r *recorder) last(t *testing.T) periodic.RunEndData {
 	}
 	return r.ends[len(r.ends)-1]
 }
-
-// uniqueName returns a job name of the test's own.
-func uniqueName(t *testing.T) string { return fmt.Sprintf("job-%s", t.Name()) }
