@@ -110,6 +110,18 @@ func TestParseArgs(t *testing.T) {
 		})},
 		{"status after the name", []string{"x", "--status"}, def(func(o *options) { o.status, o.name = true, "x" })},
 		{"help after the name", []string{"x", "--help", "--bogus"}, def(func(o *options) { o.name, o.help = "x", true })},
+		{"every", []string{"--every", "30m", "slack-stats", "--", "./post"}, def(func(o *options) {
+			o.every, o.name, o.command = 30*time.Minute, "slack-stats", []string{"./post"}
+		})},
+		{"every in seconds, after the name, with a schema", []string{"x", "--every=90", "--schema", "Jobs", "-v", "--", "true"}, def(func(o *options) {
+			o.every, o.schema, o.hasSchema, o.verbose, o.name, o.command = 90*time.Second, "Jobs", true, true, "x", []string{"true"}
+		})},
+		{"every with -n and -w", []string{"-n", "-w", "5", "--every", "1h", "x", "--", "true"}, def(func(o *options) {
+			o.every, o.nonblock, o.timeout, o.hasTimeout, o.name, o.command = time.Hour, true, 5*time.Second, true, "x", []string{"true"}
+		})},
+		{"status with every and schema", []string{"--status", "--every", "1h", "--schema=s", "x"}, def(func(o *options) {
+			o.status, o.every, o.schema, o.hasSchema, o.name = true, time.Hour, "s", true, "x"
+		})},
 		{"options after -- are the command's", []string{"x", "--", "withlock", "y", "--db", "z", "--", "-h"}, def(func(o *options) {
 			o.name, o.command = "x", []string{"withlock", "y", "--db", "z", "--", "-h"}
 		})},
@@ -162,6 +174,13 @@ func TestParseArgs_usageErrors(t *testing.T) {
 		{"name and key", []string{"--key", "1", "x", "--", "true"}, "not both"},
 		{"status with command", []string{"--status", "x", "--", "true"}, "takes no command"},
 		{"bad grace", []string{"--grace", "-2", "x", "--", "true"}, "negative"},
+		{"zero period", []string{"--every", "0", "x", "--", "true"}, "--every: the period must be positive"},
+		{"negative period", []string{"--every", "-1m", "x", "--", "true"}, "--every: negative"},
+		{"bad period", []string{"--every", "hourly", "x", "--", "true"}, "--every: invalid duration"},
+		{"missing period", []string{"x", "--every", "--", "true"}, "option --every needs a value"},
+		{"every with a key", []string{"--every", "1h", "--key", "1", "--", "true"}, "--every needs a lock name"},
+		{"every shared", []string{"--every", "1h", "-s", "x", "--", "true"}, "--every takes the lock exclusively"},
+		{"schema alone", []string{"--schema", "s", "x", "--", "true"}, "--schema goes with --every or --status"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -423,6 +442,13 @@ func FuzzParseArgs(f *testing.F) {
 		"x\x00--\x00--\x00--",
 		"--\x00--\x00--",
 		"-h",
+		"--every\x0030m\x00x\x00--\x00true",
+		"x\x00--every=1.5\x00--schema\x00Jobs\x00--\x00true",
+		"--status\x00--every\x001h\x00x",
+		"--every\x000\x00x\x00--\x00true",
+		"--every\x001h\x00--key\x001\x00--\x00true",
+		"--every\x001h\x00-s\x00x\x00--\x00a",
+		"--schema\x00s\x00x\x00--\x00a",
 	} {
 		f.Add(s)
 	}
@@ -466,6 +492,11 @@ func FuzzParseArgs(f *testing.F) {
 					t.Fatalf("parseArgs(%q) = %+v, %v; parseArgs(%q) = %+v", moved, o2, err, args, o)
 				}
 			}
+		}
+		// --every: a positive period, on a name, exclusive; --schema with
+		// --every or --status.
+		if o.every < 0 || o.every > 0 && (o.name == "" || o.shared) || o.hasSchema && o.every == 0 && !o.status {
+			t.Fatalf("parseArgs(%q) = %+v: --every or --schema where they do not go", args, o)
 		}
 		if o.timeout < 0 || o.grace < 0 || o.keepalive < 0 || o.conflict < 0 || o.conflict > 255 {
 			t.Fatalf("parseArgs(%q) = %+v: a value out of range", args, o)

@@ -114,6 +114,10 @@ func run(args []string) int {
 		return code
 	}
 
+	if o.every > 0 {
+		return a.runEvery(pool, m, path)
+	}
+
 	var l *advisorylock.Lock
 	code := 0
 	if sig := a.untilSignal(func(ctx context.Context) { l, code = a.acquire(ctx, pool, m) }); sig != nil {

@@ -47,16 +47,27 @@ SIGQUIT, and a hangup's SIGHUP, already reach the command, so withlock does not
 send them a second time.) A signal that arrives while withlock waits for the
 lock ends the wait: withlock exits 128+N without running the command.
 
+With --every P, the command runs at most once per period P across all the
+machines: withlock takes the lock without waiting (a lock held elsewhere is a
+run under way: exit 0), and runs the command only if no successful run began
+in the last P on the database server's clock (otherwise exit 0; -v says why),
+with the run's number in WITHLOCK_RUN. A run counts only if the command exits 0
+with the lock held; a failed one is retried by the next withlock --every. For
+a cron entry, make P a little shorter than its interval (29m for */30). Runs
+are recorded in the table advisorylock_runs (--schema, default public).
+
 If the lock is lost while the command runs (the database session ended or the
 network went silent), withlock says so on stderr, sends the command SIGTERM,
 then SIGKILL after the grace period, and exits 75.
 
 Exit status:
   the command's    when it ran; 128+N when it died of signal N
+  0                --every: not run, as a run is under way or not due
   1 (or -E N)      -n or -w could not get the lock
   64               usage error, or a connection string that cannot be parsed
   69               the database cannot be reached, refuses the login, or
-                   fails the lock request
+                   fails the lock request; --every: the run cannot be
+                   begun, or its success recorded
   75               the lock was lost while the command ran
   126              the command cannot be run
   127              the command is not found
