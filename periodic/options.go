@@ -126,9 +126,11 @@ func WithMaxRunTime(d time.Duration) Option {
 	})
 }
 
-// WithLockOptions sets options of the job's lock ([Job.Mutex]), such as
+// WithLockOptions sets options of the job's lock ([Job.Mutex]), which is
+// held on lock sessions ([advisorylock.LockSessions]): such as
 // [advisorylock.WithKeepalive] to notice a silent network sooner, or
-// [advisorylock.WithSessionPool]. A lock in shared mode
+// [advisorylock.WithSessionPool] to hold it on direct connections when the
+// pool goes through a pooler. A lock in shared mode
 // ([advisorylock.Shared]) would let runs overlap: it makes every call fail
 // with [advisorylock.ErrInvalidArgument]. Another invalid lock option is the
 // Mutex's to report: [Job.Run] and [Job.Tick] fail with its error, which

@@ -292,3 +292,27 @@ func TestRun_serverClockOnly(t *testing.T) {
 	}
 	checkSpacing(t, h, period)
 }
+
+// TestRun_smallPool runs several jobs at once on a pool of one connection,
+// each function using the pool too: the held locks take none of it (they are
+// on lock sessions), so the runs share the one connection and all finish.
+func TestRun_smallPool(t *testing.T) {
+	t.Parallel()
+	pool := newPool(t, testDB(t), func(c *pgxpool.Config) { c.MaxConns = 1 })
+	var wg sync.WaitGroup
+	for i := range 6 {
+		job := periodic.New(pool, "small-"+string(rune('a'+i)), time.Hour)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ran, err := job.Run(t.Context(), func(ctx context.Context, _ periodic.Run) error {
+				_, err := pool.Exec(ctx, "select pg_sleep(0.05)")
+				return err
+			})
+			if !ran || err != nil {
+				t.Errorf("%v: Run = %v, %v; want true, nil", job, ran, err)
+			}
+		}()
+	}
+	wg.Wait()
+}
