@@ -209,7 +209,7 @@ func pick(ds []time.Duration, i int) time.Duration {
 	if i < 0 || i >= len(ds) {
 		return 0
 	}
-	return ds[i].Round(time.Millisecond)
+	return ds[i].Round(100 * time.Microsecond)
 }
 
 func roundAll(ds []time.Duration) []time.Duration {

@@ -112,8 +112,10 @@ func TestTable_privileges(t *testing.T) {
 		t.Error("ran without a runs table")
 	}
 	wantPrivilegeError(t, err, "CREATE", `schema "public"`)
-	if !strings.Contains(err.Error(), "periodic.TableSQL") {
-		t.Errorf("error %q; want it to point at the table's SQL", err)
+	const want = `advisorylock: run job "report": missing privilege CREATE on schema "public" (to create the runs table on first use; ` +
+		`or create it ahead of time, see periodic.TableSQL): ERROR: permission denied for schema public (SQLSTATE 42501)`
+	if err.Error() != want {
+		t.Errorf("error %q; want %q", err, want)
 	}
 	// Tick stops on it: no retry can mend it.
 	if err := job.Tick(t.Context(), time.Millisecond, noop); !errors.Is(err, periodic.ErrPrivilege) {

@@ -12,9 +12,9 @@ import (
 // every replica calls it with the same job, and across all of them fn runs
 // once per period, each run in the first attempt after the period has passed
 // (so at most one interval late). Make every a fraction of the period: the
-// smaller, the closer the runs keep to it, at one round trip per attempt
-// (two more for an attempt that finds the job due). The first attempt is at
-// once.
+// smaller, the closer the runs keep to it, at three round trips per attempt
+// (one while a run is under way elsewhere, four for a run). The first
+// attempt is at once.
 //
 // A run that fails (fn's error, a lost lock, the database away) is left to
 // the next attempt, here or anywhere: hooks ([WithHooks]) see each outcome.

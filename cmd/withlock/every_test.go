@@ -42,9 +42,12 @@ func TestEvery_concurrentLoop(t *testing.T) {
 	dsn, env := testDB(t)
 	dir := t.TempDir()
 	runs := filepath.Join(dir, "runs")
+	// The period is long enough for the five of a round to have started
+	// within it, even on a loaded machine: a late one would rightly run the
+	// command again in the next period.
 	const (
-		period = 700 * time.Millisecond
-		rounds = 4
+		period = 3 * time.Second
+		rounds = 3
 	)
 	// The command appends its run's number, and lasts long enough for the
 	// others to find the lock held, or the run done.
@@ -92,6 +95,7 @@ wait`
 	if s.LastSuccess.Token != rounds || s.Last.Token != rounds {
 		t.Errorf("status = %+v; want %d runs, all successful", s, rounds)
 	}
+	t.Logf("%d rounds of 5 concurrent withlock --every %v: one run each", rounds, period)
 }
 
 // awaitDue waits until a run of job is due on the server's clock.
