@@ -36,8 +36,8 @@ var (
 // the caller then does the work and ends the run with [Claim.End] before
 // releasing l. Checking that a run is due and recording its start are one
 // statement, run under the lock, on the server's clock: two processes never
-// both begin a run within the period. Begin blocks for one round trip (two
-// more, and a transaction, when it creates the runs table on first use).
+// both begin a run within the period. Begin blocks for one round trip, and a
+// transaction of a few more when it creates the runs table on first use.
 //
 // When no run is due it returns a *[NotDueError] (matching [ErrNotDue]) and
 // leaves l held. It fails with an error matching

@@ -118,8 +118,9 @@
 //
 //	advisorylock: begin job "slack-stats": run not due: last successful run #41 started 12m3s ago; next due in 17m57s
 //
-// Match causes with [errors.Is]: [ErrNotDue] and [advisorylock.ErrLocked]
-// (from Begin and a busy TryLock; Run and Tick treat both as "not now"),
+// Match causes with [errors.Is]: [ErrNotDue] (from Begin) and
+// [advisorylock.ErrLocked] (from the job's Mutex, held elsewhere), which Run
+// and Tick take for "not now" and do not return,
 // [ErrPrivilege], [ErrMaxRunTime], [advisorylock.ErrLockLost],
 // [advisorylock.ErrInvalidArgument] for bad input, which New accepts and every
 // call then reports before any round trip, and [context.Canceled] and
