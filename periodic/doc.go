@@ -37,7 +37,9 @@
 // that check and record a run), and every time it records too: clients whose
 // clocks disagree with the server's, or with each other, by minutes or hours
 // run the work exactly as if they agreed. The client's clock only measures
-// durations (the interval of Tick, [WithMaxRunTime]), on its monotonic clock.
+// durations (the interval of Tick, [WithMaxRunTime], and Tick's wait for a run
+// to fall due, the difference of two of the server's readings), on its
+// monotonic clock.
 //
 // A period is measured from the start of one successful run to the start of
 // the next. Attempts that come at the period's own rate (a cron entry every

@@ -40,28 +40,26 @@ var errPanicked = errors.New("advisorylock: the run's function panicked or exite
 // input. The end is recorded and the lock released on a context of their own,
 // bounded to 10s, also when fn panics: the panic then goes on to Run's caller.
 func (j *Job) Run(ctx context.Context, fn func(ctx context.Context, run Run) error) (ran bool, err error) {
-	ran, fnErr, err := j.attempt(ctx, "run", fn)
-	return ran, errors.Join(fnErr, err)
+	end := j.attempt(ctx, "run", fn)
+	return end.Ran, errors.Join(end.FnErr, end.Err)
 }
 
-// attempt is Run, with fn's error apart from the attempt's own failure, and
-// the hooks called around it.
-func (j *Job) attempt(ctx context.Context, op string, fn func(ctx context.Context, run Run) error) (ran bool, fnErr, err error) {
+// attempt is Run, telling all: whether fn ran, why not, fn's error apart from
+// the attempt's own failure, as the hooks, called around it, are told.
+func (j *Job) attempt(ctx context.Context, op string, fn func(ctx context.Context, run Run) error) (end RunEndData) {
 	if err := j.check(op); err != nil {
-		return false, nil, err
+		end.Err = err
+		return end
 	}
 	if fn == nil {
-		return false, nil, j.errorf(op, invalid("nil function"))
+		end.Err = j.errorf(op, invalid("nil function"))
+		return end
 	}
-	var end RunEndData
 	if len(j.cfg.hooks) > 0 {
 		start := j.cfg.now()
 		ctx = j.startHooks(ctx)
 		defer func() {
-			end.Ran, end.Err, end.Elapsed = ran, err, j.cfg.now().Sub(start)
-			if end.FnErr == nil {
-				end.FnErr = fnErr
-			}
+			end.Elapsed = j.cfg.now().Sub(start)
 			j.endHooks(ctx, end)
 		}()
 	}
@@ -70,16 +68,17 @@ func (j *Job) attempt(ctx context.Context, op string, fn func(ctx context.Contex
 	switch {
 	case errors.Is(err, advisorylock.ErrLocked):
 		end.Skipped = err
-		return false, nil, nil
+		return end
 	case err != nil:
-		return false, nil, j.errorf(op, err)
+		end.Err = j.errorf(op, err)
+		return end
 	}
 	lost := false // the loss is reported already: the release's is not news
 	defer func() {
 		rctx, cancel := recordContext(ctx)
 		defer cancel()
 		if uerr := l.Unlock(rctx); uerr != nil && !(lost && errors.Is(uerr, advisorylock.ErrLockLost)) {
-			err = errors.Join(err, j.errorf(op, uerr))
+			end.Err = errors.Join(end.Err, j.errorf(op, uerr))
 		}
 	}()
 
@@ -87,13 +86,13 @@ func (j *Job) attempt(ctx context.Context, op string, fn func(ctx context.Contex
 	switch {
 	case errors.Is(err, ErrNotDue):
 		end.Skipped = err
-		return false, nil, nil
+		return end
 	case err != nil:
 		lost = errors.Is(err, advisorylock.ErrLockLost)
-		return false, nil, relabel(op, err)
+		end.Err = relabel(op, err)
+		return end
 	}
-	ran = true
-	end.Run = c.Run()
+	end.Ran, end.Run = true, c.Run()
 
 	normal := false
 	defer func() {
@@ -110,7 +109,7 @@ func (j *Job) attempt(ctx context.Context, op string, fn func(ctx context.Contex
 		}
 		rctx, cancel := recordContext(ctx)
 		defer cancel()
-		err = relabel(op, c.End(rctx, failure))
+		end.Err = relabel(op, c.End(rctx, failure))
 		end.FnErr, end.Run = errPanicked, c.Run()
 		if r != nil {
 			panic(r)
@@ -123,11 +122,12 @@ func (j *Job) attempt(ctx context.Context, op string, fn func(ctx context.Contex
 	defer cancel()
 	endErr := c.End(rctx, failure)
 	lost = errors.Is(runErr, advisorylock.ErrLockLost) || errors.Is(endErr, advisorylock.ErrLockLost)
-	end.Run = c.Run()
+	end.Run, end.FnErr = c.Run(), fnErr
 	if runErr != nil {
 		runErr = j.errorf(op, runErr)
 	}
-	return true, fnErr, errors.Join(runErr, relabel(op, endErr))
+	end.Err = errors.Join(runErr, relabel(op, endErr))
+	return end
 }
 
 // call calls fn with a context that ends when the lock is lost or the

@@ -10,11 +10,14 @@ import (
 
 // Tick attempts a run every interval, as [Job.Run] does, until ctx is done:
 // every replica calls it with the same job, and across all of them fn runs
-// once per period, each run in the first attempt after the period has passed
-// (so at most one interval late). Make every a fraction of the period: the
-// smaller, the closer the runs keep to it, at three round trips per attempt
-// (one while a run is under way elsewhere, four for a run). The first
-// attempt is at once.
+// once per period. An attempt that finds the run not due, or that runs it,
+// learns when the next falls due, from the server's clock, and the next
+// attempt comes then if that is sooner than the interval: so a run begins
+// within a round trip or so of the period's end, and at most one interval
+// late when every replica's last attempt found a run under way. An attempt costs three round trips (one
+// while a run is under way elsewhere, four for a run); the interval bounds
+// how soon a failed run is retried and how soon a run is noticed at all. The
+// first attempt is at once.
 //
 // A run that fails (fn's error, a lost lock, the database away) is left to
 // the next attempt, here or anywhere: hooks ([WithHooks]) see each outcome.
@@ -35,12 +38,21 @@ func (j *Job) Tick(ctx context.Context, every time.Duration, fn func(ctx context
 	case fn == nil:
 		return j.errorf("tick", invalid("nil function"))
 	}
-	t := time.NewTicker(every)
+	t := time.NewTimer(every)
 	defer t.Stop()
 	for ctx.Err() == nil {
-		if _, _, err := j.attempt(ctx, "tick", fn); err != nil && permanent(err) {
-			return err
+		began := time.Now()
+		end := j.attempt(ctx, "tick", fn)
+		if end.Err != nil && permanent(end.Err) {
+			return end.Err
 		}
+		// The next attempt an interval after this one began, or when the
+		// next run falls due, if sooner.
+		wait := every - time.Since(began)
+		if due, ok := j.dueIn(end); ok {
+			wait = min(wait, due+dueMargin)
+		}
+		t.Reset(max(wait, 0))
 		select {
 		case <-ctx.Done():
 		case <-t.C:
@@ -48,6 +60,31 @@ func (j *Job) Tick(ctx context.Context, every time.Duration, fn func(ctx context
 	}
 	return nil
 }
+
+// dueIn returns how long after the attempt that ended so the next run falls
+// due, from the server's readings it made: the run it skipped, or the run it
+// ran. ok is false when it does not know, or nothing holds the next run back.
+func (j *Job) dueIn(end RunEndData) (d time.Duration, ok bool) {
+	var nd *NotDueError
+	switch {
+	case errors.As(end.Skipped, &nd) && !nd.Status.Due.IsZero():
+		return nd.Status.Due.Sub(nd.Status.Now), true
+	case end.Ran && !end.Run.FinishedAt.IsZero():
+		s := Status{Last: end.Run}
+		if end.Run.Failure == "" {
+			s.LastSuccess = end.Run
+		}
+		if due := j.due(s); !due.IsZero() {
+			return due.Sub(end.Run.FinishedAt), true
+		}
+	}
+	return 0, false
+}
+
+// dueMargin is added to the wait for a run to fall due: the server compares
+// in microseconds, and the wait is measured from a reading taken before the
+// answer arrived, so the attempt lands a little after the period's end.
+const dueMargin = time.Millisecond
 
 // permanent reports an error of an attempt that a retry cannot mend.
 func permanent(err error) bool {

@@ -134,3 +134,27 @@ func TestTick_stopsCleanly(t *testing.T) {
 		t.Errorf("Tick with its context done = %v; want nil", err)
 	}
 }
+
+// TestTick_attemptsWhenDue ticks with an interval far longer than the
+// period: the attempts come when the server says the next run falls due,
+// not an interval later.
+func TestTick_attemptsWhenDue(t *testing.T) {
+	t.Parallel()
+	pool := newPool(t, testDB(t))
+	recordHistory(t, pool, periodic.DefaultSchema)
+	const period = 200 * time.Millisecond
+	job := periodic.New(pool, "punctual", period)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	runs := 0
+	err := job.Tick(ctx, time.Hour, func(context.Context, periodic.Run) error {
+		if runs++; runs == 4 {
+			cancel()
+		}
+		return nil
+	})
+	if err != nil || runs != 4 {
+		t.Fatalf("Tick = %v after %d runs; want nil after 4", err, runs)
+	}
+	checkSpacing(t, readHistory(t, pool), period)
+}
