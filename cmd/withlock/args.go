@@ -29,6 +29,7 @@ type options struct {
 	help       bool             // -h: print the manual and nothing else
 	grace      time.Duration    // --grace between SIGTERM and SIGKILL on a lost lock
 	keepalive  time.Duration    // --keepalive, the probe of a held lock
+	fencing    bool             // --fencing: the command gets a token in WITHLOCK_TOKEN
 	command    []string         // everything after "--", verbatim
 }
 
@@ -134,6 +135,10 @@ var flagSpecs = []flagSpec{
 			o.keepalive = d
 			return nil
 		}},
+	{long: []string{"fencing"},
+		help: "give the command the lock's fencing token,\n" +
+			"larger for each holder, in WITHLOCK_TOKEN",
+		set: func(o *options, _ string) error { o.fencing = true; return nil }},
 	{short: 'h', long: []string{"help"},
 		help: "print this help",
 		set:  func(o *options, _ string) error { o.help = true; return nil }},
