@@ -151,8 +151,9 @@ func (m *Mutex) String() string {
 // on a pooled connection that stays pinned to the returned Lock until it is
 // released (with LockSessions, on a lock session).
 // On failure it holds nothing and returns an error matching
-// context.DeadlineExceeded, context.Canceled, ErrStandby, ErrPooler or
-// ErrInvalidArgument, or the driver's error.
+// context.DeadlineExceeded, context.Canceled, ErrStandby, ErrPooler,
+// ErrPrivilege (with WithFencing) or ErrInvalidArgument, or the driver's
+// error.
 func (m *Mutex) Lock(ctx context.Context) (*Lock, error) {
 	return m.lock(ctx, false)
 }
