@@ -139,11 +139,11 @@ func chaosTokenInversions(secs []chaosSection) []chaosTokenInversion {
 
 // chaosFenceResult is what chaosFenceCheck found.
 type chaosFenceResult struct {
-	accepted, stale         int            // writes, by the workers' records
-	failed                  map[string]int // writes that failed, by class
-	committed               int      // writes in chaosWritesTable
-	staleCommitted          []string // committed after a newer token had committed
-	staleAccepted           []string // accepted after an accepted newer write had returned
+	accepted, stale int            // writes, by the workers' records
+	failed          map[string]int // writes that failed, by class
+	committed       int            // writes in chaosWritesTable
+	staleCommitted  []string       // committed after a newer token had committed
+	staleAccepted   []string       // accepted after an accepted newer write had returned
 }
 
 // chaosFenceCheck judges the fenced writes: committed holds the tokens of
