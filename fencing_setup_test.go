@@ -230,35 +230,46 @@ func TestFencing_revokedAfterCheck(t *testing.T) {
 }
 
 // A sequence dropped while in use fails the acquisitions that find it
-// missing (before any lock call), and the next one creates it again: its
-// tokens start again from 1, which the documentation warns of.
+// missing (before any lock call: nothing is left locked, and a lock session
+// stays open), and the next one creates it again: its tokens start again
+// from 1, which the documentation warns of.
 func TestFencing_droppedSequence(t *testing.T) {
 	t.Parallel()
-	pool := pgtest.NewPool(t, pgtest.Database(t))
-	ctx := t.Context()
-	m := advisorylock.New(pool, "fenced", advisorylock.WithFencing())
-	for range 3 {
-		l, err := m.Lock(ctx)
-		if err != nil {
-			t.Fatal(err)
+	for _, p := range fencedPaths {
+		if p.shared {
+			continue
 		}
-		if err := l.Unlock(ctx); err != nil {
-			t.Fatal(err)
-		}
-	}
-	mustExec(t, pool, "drop sequence public.advisorylock_fencing")
-	if _, err := m.Lock(ctx); err == nil || !strings.Contains(err.Error(), "does not exist") {
-		t.Fatalf("Lock after the drop: %v; want the sequence reported missing", err)
-	}
-	l, err := m.Lock(ctx)
-	if err != nil {
-		t.Fatalf("Lock after that: %v; want the sequence created again", err)
-	}
-	if l.Token() != 1 {
-		t.Errorf("first token of the new sequence = %d; want 1", l.Token())
-	}
-	if err := l.Unlock(ctx); err != nil {
-		t.Fatal(err)
+		t.Run(p.name, func(t *testing.T) {
+			t.Parallel()
+			dsn := pgtest.Database(t)
+			pool := pgtest.NewPool(t, dsn)
+			ctx := t.Context()
+			m := p.mutex(pool, advisorylock.Int64Key(1), advisorylock.Int64Key(2))
+			for range 3 {
+				l, err := p.acquire(ctx, m)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := l.Unlock(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			mustExec(t, pool, "drop sequence public.advisorylock_fencing")
+			if _, err := p.acquire(ctx, m); err == nil || !strings.Contains(err.Error(), "does not exist") {
+				t.Fatalf("after the drop: %v; want the sequence reported missing", err)
+			}
+			pgtest.AwaitAdvisoryLocks(t, dsn, "true", 0)
+			l, err := p.acquire(ctx, m)
+			if err != nil {
+				t.Fatalf("after that: %v; want the sequence created again", err)
+			}
+			if l.Token() != 1 {
+				t.Errorf("first token of the new sequence = %d; want 1", l.Token())
+			}
+			if err := l.Unlock(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
 
