@@ -32,6 +32,7 @@ type options struct {
 	every      time.Duration    // --every: at most one successful run per period; 0 when not given
 	schema     string           // --schema of the runs table, when hasSchema
 	hasSchema  bool             // --schema was given
+	fencing    bool             // --fencing: the command gets a token in WITHLOCK_TOKEN
 	command    []string         // everything after "--", verbatim
 }
 
@@ -146,6 +147,10 @@ var flagSpecs = []flagSpec{
 	{long: []string{"schema"}, arg: "S",
 		help: "the schema of the runs table of --every and\n--status (default public)",
 		set:  func(o *options, v string) error { o.schema, o.hasSchema = v, true; return nil }},
+	{long: []string{"fencing"},
+		help: "give the command the lock's fencing token,\n" +
+			"larger for each holder, in WITHLOCK_TOKEN",
+		set: func(o *options, _ string) error { o.fencing = true; return nil }},
 	{short: 'h', long: []string{"help"},
 		help: "print this help",
 		set:  func(o *options, _ string) error { o.help = true; return nil }},

@@ -80,6 +80,9 @@ func TestParseArgs(t *testing.T) {
 		{"grace and keepalive", []string{"--grace", "1", "--keepalive=0", "x", "--", "true"}, def(func(o *options) {
 			o.grace, o.keepalive, o.name, o.command = time.Second, 0, "x", []string{"true"}
 		})},
+		{"fencing", []string{"x", "--fencing", "--", "sh", "-c", "echo $WITHLOCK_TOKEN"}, def(func(o *options) {
+			o.fencing, o.name, o.command = true, "x", []string{"sh", "-c", "echo $WITHLOCK_TOKEN"}
+		})},
 		{"status", []string{"--status", "x"}, def(func(o *options) { o.status, o.name = true, "x" })},
 		{"status of a key", []string{"--status", "--key", "7"}, def(func(o *options) {
 			o.status, o.key, o.hasKey = true, advisorylock.Int64Key(7), true
@@ -437,6 +440,8 @@ func FuzzParseArgs(f *testing.F) {
 		"x\x00--db\x00postgres://h/d\x00--\x00cmd",
 		"x\x00-sw\x002\x00--\x00cmd\x00-n",
 		"--status\x00x\x00--db=h",
+		"--fencing\x00x\x00--\x00sh",
+		"--fencing=1\x00x\x00--\x00sh",
 		"x\x00y\x00--\x00a",
 		"x\x00--db\x00--\x00a",
 		"x\x00--\x00--\x00--",

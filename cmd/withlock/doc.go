@@ -53,6 +53,8 @@
 //	                          why). See "Periodic runs" below.
 //	--schema S                the schema of the runs table that --every and
 //	                          --status use (default public)
+//	--fencing                 give the command the lock's fencing token in
+//	                          WITHLOCK_TOKEN (see Fencing tokens)
 //	-h, --help                print the help and exit 0
 //
 // # Lock names and keys
@@ -109,6 +111,28 @@
 // the network goes silent. Then it says so on stderr, sends the command
 // SIGTERM, sends SIGKILL if the command is still running after --grace, and
 // exits 75. Another session may hold the lock from the moment it was lost.
+//
+// # Fencing tokens
+//
+// With --fencing, the command gets the lock's fencing token in the
+// environment variable WITHLOCK_TOKEN: a number larger for each new holder of
+// the lock, from any machine (the library's WithFencing). A store that keeps
+// the newest token it has accepted, and refuses older ones, cannot then be
+// written by a holder that lost the lock without knowing it (a paused
+// machine, a silent network) after a newer holder has written. With a table
+// and psql:
+//
+//	withlock --fencing nightly -- sh -c '
+//	  echo "update report set total = 42, token = :t
+//	        where token <= :t returning 1" |
+//	  psql -Atq -v t="$WITHLOCK_TOKEN" | grep -q 1 ||
+//	  { echo "stale: a newer holder has written" >&2; exit 1; }'
+//
+// The tokens come from the sequence public.advisorylock_fencing, which
+// withlock creates on first use; that needs CREATE on schema public. A role
+// without it gets exit status 69 and a message naming the missing privilege;
+// a DBA can create the sequence ahead of time (see the library's
+// documentation).
 //
 // # Periodic runs
 //

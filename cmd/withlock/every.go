@@ -186,7 +186,7 @@ func (a *app) endRun(c *periodic.Claim, m *advisorylock.Mutex, failure error) er
 
 // runCommand runs the command while holding l, as runLocked does (signals
 // forwarded, SIGTERM then SIGKILL when the lock is lost), with the run's
-// number in the environment. It returns the exit status and, unless the
+// number in the environment (and with --fencing the lock's token). It returns the exit status and, unless the
 // command succeeded, the failure to record.
 func (a *app) runCommand(l *advisorylock.Lock, path string, token int64) (int, error) {
 	m := l.Mutex()
@@ -201,6 +201,9 @@ func (a *app) runCommand(l *advisorylock.Lock, path string, token int64) (int, e
 	cmd := exec.Command(path, a.o.command[1:]...)
 	cmd.Args[0] = a.o.command[0]
 	cmd.Env = append(os.Environ(), EnvRun+"="+strconv.FormatInt(token, 10))
+	if a.o.fencing {
+		cmd.Env = append(cmd.Env, EnvToken+"="+strconv.FormatInt(l.Token(), 10))
+	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.SysProcAttr = childSysProcAttr()
 	if err := cmd.Start(); err != nil {

@@ -59,7 +59,7 @@ are recorded in the table advisorylock_runs (--schema, default public).
 If the lock is lost while the command runs (the database session ended or the
 network went silent), withlock says so on stderr, sends the command SIGTERM,
 then SIGKILL after the grace period, and exits 75.
-
+` + helpFencing + `
 Exit status:
   the command's    when it ran; 128+N when it died of signal N
   0                --every: not run, as a run is under way or not due
@@ -72,6 +72,30 @@ Exit status:
   126              the command cannot be run
   127              the command is not found
   128+N            withlock got signal N while waiting for the lock
+`
+
+// fencingScript is the command of the help's example of --fencing: a write
+// that applies only when no newer holder of the lock has written.
+const fencingScript = `echo "update report set total = 42, token = :t
+          where token <= :t returning 1" |
+    psql -Atq -v t="$WITHLOCK_TOKEN" | grep -q 1 ||
+    { echo "stale: a newer holder has written" >&2; exit 1; }`
+
+// helpFencing is the help's paragraph on --fencing.
+const helpFencing = `
+With --fencing, the command gets the lock's fencing token in WITHLOCK_TOKEN: a
+number larger for each new holder of the lock, from any machine. Send it with
+each write to a store that keeps the newest token it accepted and refuses
+older ones: then a holder that lost the lock without knowing it (a paused
+machine, a silent network) cannot overwrite a newer holder's work. Here the
+store is a table with a token column, written with psql:
+
+  withlock --fencing nightly -- sh -c '
+    ` + fencingScript + `'
+
+The tokens come from the sequence public.advisorylock_fencing, which withlock
+creates on first use (CREATE on schema public needed; lacking it, withlock
+says which privilege is missing, and a DBA can create it ahead of time).
 `
 
 // writeHelp writes the manual to w.
