@@ -46,7 +46,7 @@ func TestNew_badInput(t *testing.T) {
 		{"negative spacing", periodic.New(pool, "x", time.Hour, periodic.WithMinSpacing(-1)), "WithMinSpacing", false},
 		{"negative max run time", periodic.New(pool, "x", time.Hour, periodic.WithMaxRunTime(-1)), "WithMaxRunTime", false},
 		{"empty schema", periodic.New(pool, "x", time.Hour, periodic.WithSchema("")), "empty schema", false},
-		{"long schema", periodic.New(pool, "x", time.Hour, periodic.WithSchema(strings.Repeat("s", 64))), "at most 63", false},
+		{"long schema", periodic.New(pool, "x", time.Hour, periodic.WithSchema(strings.Repeat("s", 64))), "PostgreSQL allows 63", false},
 		{"empty identity", periodic.New(pool, "x", time.Hour, periodic.WithIdentity("")), "empty identity", false},
 		{"identity with newline", periodic.New(pool, "x", time.Hour, periodic.WithIdentity("a\nb")), "control character", false},
 		{"shared lock", periodic.New(pool, "x", time.Hour, periodic.WithLockOptions(advisorylock.Shared())), "shared", false},

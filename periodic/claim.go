@@ -36,16 +36,19 @@ var (
 // the caller then does the work and ends the run with [Claim.End] before
 // releasing l. Checking that a run is due and recording its start are one
 // statement, run under the lock, on the server's clock: two processes never
-// both begin a run within the period. Begin blocks for one round trip, and a
-// transaction of a few more when it creates the runs table on first use.
+// both begin a run within the period. Begin blocks for one round trip; the
+// first in a process checks the runs table first (one more), and creates it
+// if it is missing (a transaction of a few more).
 //
 // When no run is due it returns a *[NotDueError] (matching [ErrNotDue]) and
 // leaves l held. It fails with an error matching
 // [advisorylock.ErrInvalidArgument] when l is nil, in shared mode or the lock
 // of another name, [advisorylock.ErrLockLost] or [advisorylock.ErrNotHeld]
 // when l is no longer held (also when the server shows it lost before its
-// holder noticed), a *[PrivilegeError], or the driver's error (ctx's when ctx
-// ends it).
+// holder noticed), an error matching [advisorylock.ErrPrivilege] (a
+// *[advisorylock.PrivilegeError] naming the role, the privilege and the
+// object), an error saying the schema does not exist, or the driver's error
+// (ctx's when ctx ends it).
 func (j *Job) Begin(ctx context.Context, l *advisorylock.Lock) (*Claim, error) {
 	if err := j.check("begin"); err != nil {
 		return nil, err
@@ -76,7 +79,7 @@ func (j *Job) Begin(ctx context.Context, l *advisorylock.Lock) (*Claim, error) {
 			Scan(append([]any{&now, &held, &token, &started}, rec.dest()...)...)
 	})
 	if err != nil {
-		return nil, j.errorf("begin", j.explain(ctx, err, needWrite))
+		return nil, j.errorf("begin", err)
 	}
 	prev := Status{Now: now}
 	prev.Last, prev.LastSuccess = rec.runs()
@@ -154,7 +157,8 @@ func (c *Claim) End(ctx context.Context, err error) error {
 	case errors.Is(qerr, pgx.ErrNoRows):
 		return j.errorf("end", advisorylock.ErrLockLost, fmt.Errorf("run #%d: %w", c.run.Token, errSuperseded))
 	case qerr != nil:
-		return j.errorf("end", j.explain(ctx, qerr, needWrite))
+		j.tbl.forget(qerr)
+		return j.errorf("end", qerr)
 	}
 	c.run.FinishedAt = finished
 	switch {

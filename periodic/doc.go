@@ -80,19 +80,26 @@
 //	)
 //
 // [TableSQL] returns this statement for any schema, for a DBA or a migration
-// to run ahead of time. Processes that start together create the table once:
-// the creation runs in a transaction that first takes a transaction-level
-// advisory lock on the bigint key hashtextextended('<schema>.advisorylock_runs', 0).
+// to run ahead of time. The first run of a process checks the table and
+// creates it if it is missing: one round trip more, once. Processes starting
+// together create it once: the creation takes a transaction-level advisory
+// lock on the bigint key 7017853328103404661 first, as the module does for
+// each object it creates (CREATE ... IF NOT EXISTS alone is not safe against
+// a concurrent creation).
 //
 // Privileges: USAGE on the schema, and SELECT, INSERT and UPDATE on the table;
-// CREATE on the schema only to create the table on first use
-// ([Job.Status] needs SELECT alone, and never creates it). PostgreSQL 15 and
-// later grant CREATE on schema public to the database's owner only. A
-// statement refused for want of a privilege fails with a *[PrivilegeError]
-// naming it, and [Job.Tick] stops on it. To create the table ahead of time
-// for a role app:
+// CREATE on the schema only to create the table ([Job.Status] needs SELECT
+// alone, and never creates it). PostgreSQL 15 and later grant CREATE on
+// schema public to its owner only. A role that lacks one gets an error
+// matching [advisorylock.ErrPrivilege], an [*advisorylock.PrivilegeError]
+// naming the role, the privilege and the object, and [Job.Tick] stops on it:
+//
+//	advisorylock: run job "slack-stats": role "app" lacks CREATE on schema "public", needed to create table "public"."advisorylock_runs"
+//
+// To create the table ahead of time for a role app:
 //
 //	create table if not exists public.advisorylock_runs ( ... as above ... );
+//	grant usage on schema public to app;
 //	grant select, insert, update on public.advisorylock_runs to app;
 //
 // The identity recorded with each run ([WithIdentity], default "host:pid")
@@ -123,7 +130,7 @@
 // Match causes with [errors.Is]: [ErrNotDue] (from Begin) and
 // [advisorylock.ErrLocked] (from the job's Mutex, held elsewhere), which Run
 // and Tick take for "not now" and do not return,
-// [ErrPrivilege], [ErrMaxRunTime], [advisorylock.ErrLockLost],
+// [advisorylock.ErrPrivilege], [ErrMaxRunTime], [advisorylock.ErrLockLost],
 // [advisorylock.ErrInvalidArgument] for bad input, which New accepts and every
 // call then reports before any round trip, and [context.Canceled] and
 // [context.DeadlineExceeded] when a context ended the call.

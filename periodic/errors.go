@@ -12,18 +12,15 @@ import (
 
 // Sentinel errors of periodic jobs. Match them with [errors.Is]. Bad input (an
 // empty name, a nil pool, lock or function, a period that is not positive, an
-// invalid option) matches [advisorylock.ErrInvalidArgument].
+// invalid option) matches [advisorylock.ErrInvalidArgument], and a privilege
+// the role lacks on the runs table or its schema
+// [advisorylock.ErrPrivilege].
 var (
 	// ErrNotDue reports a run not begun because the last successful run
 	// started less than the period ago, or the last run of any outcome less
 	// than the minimum spacing ago ([WithMinSpacing]). The error is a
 	// *[NotDueError], which says when the next run is due.
 	ErrNotDue = errors.New("advisorylock: run not due")
-
-	// ErrPrivilege reports a statement the database refused for want of a
-	// privilege on the runs table or its schema. The error is a
-	// *[PrivilegeError], which names the privilege.
-	ErrPrivilege = errors.New("advisorylock: missing privilege")
 
 	// ErrMaxRunTime is the cause of the end of fn's context when a run
 	// outlives [WithMaxRunTime]; such a run does not count. It matches
@@ -72,36 +69,6 @@ func ago(now, then time.Time) time.Duration {
 	}
 	return d.Round(100 * time.Millisecond)
 }
-
-// A PrivilegeError reports a statement the database refused for want of a
-// privilege: it matches [ErrPrivilege], and unwraps to the server's error.
-type PrivilegeError struct {
-	// Privilege names what is missing: "USAGE" or "CREATE" on the schema,
-	// or one or more of "SELECT", "INSERT", "UPDATE" on the table, joined
-	// with ", ".
-	Privilege string
-	// Object is what it is missing on: `schema "public"` or
-	// `table "public"."advisorylock_runs"`.
-	Object string
-	// Err is the server's error.
-	Err error
-}
-
-// Error names the privilege, the object, what it is needed for, and the
-// server's error.
-func (e *PrivilegeError) Error() string {
-	why := ""
-	if e.Privilege == "CREATE" {
-		why = " (to create the runs table on first use; or create it ahead of time, see periodic.TableSQL)"
-	}
-	return fmt.Sprintf("%s %s on %s%s: %v", ErrPrivilege.Error(), e.Privilege, e.Object, why, e.Err)
-}
-
-// Unwrap returns the server's error.
-func (e *PrivilegeError) Unwrap() error { return e.Err }
-
-// Is reports whether target is ErrPrivilege.
-func (e *PrivilegeError) Is(target error) bool { return target == ErrPrivilege }
 
 // A Failure is an error whose text [Claim.End] records as the reason a run
 // failed, as it is: "exit status 3". The text of any other error is never

@@ -21,6 +21,7 @@ type Job struct {
 	m      *advisorylock.Mutex
 	key    advisorylock.Key
 	table  string // the runs table, qualified and quoted
+	tbl    *table // the runs table, as this process knows it
 	sql    statements
 	err    error // bad input, reported by every call
 }
@@ -56,6 +57,7 @@ func New(pool *pgxpool.Pool, name string, period time.Duration, opts ...Option) 
 		return j
 	}
 	j.table = qualified(j.cfg.schema)
+	j.tbl = tableFor(pool, j.cfg.schema)
 	j.sql = newStatements(j.table)
 	return j
 }

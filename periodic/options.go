@@ -7,14 +7,11 @@ import (
 	"unicode/utf8"
 
 	"github.com/advisorylock/advisorylock"
+	"github.com/advisorylock/advisorylock/internal/dbobject"
 )
 
 // DefaultSchema is the schema of the runs table when WithSchema is not given.
 const DefaultSchema = "public"
-
-// maxSchemaLen is the longest schema name PostgreSQL keeps (NAMEDATALEN - 1);
-// it silently truncates longer ones.
-const maxSchemaLen = 63
 
 // maxIdentityLen bounds an identity, which is stored with every run.
 const maxIdentityLen = 200
@@ -167,18 +164,8 @@ func withClock(now func() time.Time) Option {
 
 // checkSchema reports a schema name PostgreSQL would not keep as given.
 func checkSchema(schema string) error {
-	switch {
-	case schema == "":
-		return invalid("empty schema name")
-	case len(schema) > maxSchemaLen:
-		return invalid("schema name of %d bytes; PostgreSQL keeps at most %d", len(schema), maxSchemaLen)
-	case !utf8.ValidString(schema):
-		return invalid("schema name is not valid UTF-8")
-	}
-	for i := 0; i < len(schema); i++ {
-		if schema[i] == 0 {
-			return invalid("schema name holds a NUL byte")
-		}
+	if err := dbobject.CheckSchema(schema); err != nil {
+		return invalid("WithSchema(%q): %v", schema, err)
 	}
 	return nil
 }

@@ -35,7 +35,7 @@ var errPanicked = errors.New("advisorylock: the run's function panicked or exite
 //
 // The error is fn's, joined with the failures of the run itself: a lost lock
 // ([advisorylock.ErrLockLost]), [ErrMaxRunTime], the database's errors (ctx's
-// when ctx ended them), a *[PrivilegeError], [advisorylock.ErrPooler],
+// when ctx ended them), [advisorylock.ErrPrivilege], [advisorylock.ErrPooler],
 // [advisorylock.ErrStandby], or [advisorylock.ErrInvalidArgument] for bad
 // input. The end is recorded and the lock released on a context of their own,
 // bounded to 10s, also when fn panics: the panic then goes on to Run's caller.

@@ -3,6 +3,8 @@ package periodic
 import (
 	"context"
 	"time"
+
+	"github.com/advisorylock/advisorylock/internal/dbobject"
 )
 
 // A Run is one run of a job as the runs table records it. Its times are the
@@ -50,8 +52,9 @@ type Status struct {
 
 // Status reads the job's record, blocking for one query. It creates nothing:
 // before the runs table exists it returns a Status without runs. It fails
-// with the query's error (ctx's when ctx ends it), a *[PrivilegeError]
-// without SELECT on the table, or [advisorylock.ErrInvalidArgument].
+// with the query's error (ctx's when ctx ends it), an error matching
+// [advisorylock.ErrPrivilege] without USAGE on the schema or SELECT on the
+// table, or [advisorylock.ErrInvalidArgument].
 func (j *Job) Status(ctx context.Context) (Status, error) {
 	if err := j.check("status"); err != nil {
 		return Status{}, err
@@ -65,9 +68,16 @@ func (j *Job) Status(ctx context.Context) (Status, error) {
 		// No run was ever recorded here.
 		err = j.pool.QueryRow(ctx, j.sql.held, classid, objid, subid).Scan(&s.Now, &s.Held)
 	}
-	switch {
-	case err != nil:
-		return Status{}, j.errorf("status", j.explain(ctx, err, needRead))
+	if sqlState(err) == codeInsufficientPriv {
+		// Which privilege: USAGE on the schema, or SELECT on the table.
+		obj := j.tbl.obj
+		obj.Privileges = []string{"SELECT"}
+		if derr := dbobject.Ensure(ctx, j.pool, obj); derr != nil {
+			err = j.tbl.explain(ctx, derr)
+		}
+	}
+	if err != nil {
+		return Status{}, j.errorf("status", err)
 	}
 	s.Last, s.LastSuccess = rec.runs()
 	s.Due = j.due(s)

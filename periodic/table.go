@@ -4,10 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/advisorylock/advisorylock"
+	"github.com/advisorylock/advisorylock/internal/dbobject"
 )
 
 // TableName is the name of the runs table, in the schema [WithSchema] chooses.
@@ -16,8 +21,6 @@ const TableName = "advisorylock_runs"
 // SQLSTATEs the package tells apart.
 const (
 	codeUndefinedTable    = "42P01"
-	codeDuplicateTable    = "42P07"
-	codeUniqueViolation   = "23505"
 	codeInvalidSchemaName = "3F000"
 	codeInsufficientPriv  = "42501"
 )
@@ -28,7 +31,7 @@ const (
 // (CREATE TABLE IF NOT EXISTS). The package doc lists the columns and the
 // privileges a Job needs.
 func TableSQL(schema string) string {
-	return fmt.Sprintf(tableSQL, pgx.Identifier{schema, TableName}.Sanitize())
+	return fmt.Sprintf(tableSQL, qualified(schema))
 }
 
 // tableSQL is the runs table, one row per job name. The comments are the
@@ -51,103 +54,123 @@ func qualified(schema string) string {
 	return pgx.Identifier{schema, TableName}.Sanitize()
 }
 
-// createSQL creates the table, serialised between processes by a
-// transaction-level advisory lock on the bigint key
-// hashtextextended('<schema>.advisorylock_runs', 0): CREATE TABLE IF NOT
-// EXISTS alone is not safe when two sessions run it at once (one can fail on
-// the catalog's unique indexes). $1 is the key's text.
-const createLockSQL = "select pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtextextended($1, 0))"
+// table is the runs table in one schema of one pool's database, shared by
+// every Job that names them: a process checks it (and creates it if it is
+// missing) once, before its first run.
+type table struct {
+	pool  *pgxpool.Pool
+	obj   dbobject.Object
+	ready atomic.Bool   // checked (or created) by this process, and not found missing since
+	turn  chan struct{} // one check at a time
+}
 
-// createTable creates the runs table unless it exists. A process that loses
-// a race with a creator that does not take the lock (a DBA, a migration)
-// finds the table there and succeeds.
-func (j *Job) createTable(ctx context.Context) error {
-	err := pgx.BeginFunc(ctx, j.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, createLockSQL, j.cfg.schema+"."+TableName); err != nil {
-			return err
-		}
-		_, err := tx.Exec(ctx, TableSQL(j.cfg.schema))
-		return err
-	})
-	if code := sqlState(err); code == codeDuplicateTable || code == codeUniqueViolation {
+type tableKey struct {
+	pool   *pgxpool.Pool
+	schema string
+}
+
+var tables = struct {
+	mu sync.Mutex
+	m  map[tableKey]*table
+}{m: make(map[tableKey]*table)}
+
+// tableFor returns the runs table in schema of pool's database.
+func tableFor(pool *pgxpool.Pool, schema string) *table {
+	tables.mu.Lock()
+	defer tables.mu.Unlock()
+	k := tableKey{pool, schema}
+	if t := tables.m[k]; t != nil {
+		return t
+	}
+	t := &table{
+		pool: pool,
+		obj: dbobject.Object{
+			Schema:     schema,
+			Name:       TableName,
+			Kind:       dbobject.Table,
+			Privileges: []string{"SELECT", "INSERT", "UPDATE"},
+			Create:     TableSQL(schema),
+		},
+		turn: make(chan struct{}, 1),
+	}
+	tables.m[k] = t
+	return t
+}
+
+// A schemaError reports the runs table's schema missing: no run can begin
+// until someone creates it.
+type schemaError struct{ schema string }
+
+func (e *schemaError) Error() string {
+	return fmt.Sprintf("schema %s does not exist (create it, or choose another with WithSchema)", pgx.Identifier{e.schema}.Sanitize())
+}
+
+// ensure checks the table, and creates it when it is missing, unless this
+// process has done so already: one round trip, a few more to create it
+// (two processes starting together create it once: see dbobject). It blocks
+// for that, bounded by ctx. It returns a *advisorylock.PrivilegeError for a
+// missing privilege, and a *schemaError when the schema does not exist.
+func (t *table) ensure(ctx context.Context) error {
+	if t.ready.Load() {
 		return nil
+	}
+	select {
+	case t.turn <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-t.turn }()
+	if t.ready.Load() {
+		return nil
+	}
+	if err := dbobject.Ensure(ctx, t.pool, t.obj); err != nil {
+		return t.explain(ctx, err)
+	}
+	t.ready.Store(true)
+	return nil
+}
+
+// explain turns an error of dbobject.Ensure into the package's: a privilege
+// the role lacks becomes the module's *advisorylock.PrivilegeError, and a
+// missing schema a *schemaError.
+func (t *table) explain(ctx context.Context, err error) error {
+	var pe *dbobject.PrivilegeError
+	if errors.As(err, &pe) {
+		return &advisorylock.PrivilegeError{Role: pe.Role, Privilege: pe.Privilege, On: pe.On, Purpose: pe.Purpose}
+	}
+	var exists bool
+	if qerr := t.pool.QueryRow(ctx, "select exists (select from pg_catalog.pg_namespace where nspname = $1)",
+		t.obj.Schema).Scan(&exists); qerr == nil && !exists {
+		return &schemaError{t.obj.Schema}
 	}
 	return err
 }
 
-// withTable runs f, and when the table does not exist yet, creates it and
-// runs f again.
-func (j *Job) withTable(ctx context.Context, f func() error) error {
-	err := f()
-	if sqlState(err) != codeUndefinedTable {
-		return err
+// forget makes the next run check the table again when err says it is
+// missing or may no longer be used, and reports whether it did.
+func (t *table) forget(err error) bool {
+	switch sqlState(err) {
+	case codeUndefinedTable, codeInvalidSchemaName, codeInsufficientPriv:
+		t.ready.Store(false)
+		return true
 	}
-	if err := j.createTable(ctx); err != nil {
-		return err
-	}
-	return f()
+	return false
 }
 
-// Privileges a statement of the package needs on the table.
-const (
-	needRead  = "SELECT"
-	needWrite = "SELECT, INSERT, UPDATE"
-)
-
-// diagnoseSQL tells which privileges the session's user has on the schema
-// and the table; pg_namespace and pg_class are readable by everyone.
-const diagnoseSQL = `select n.oid is not null,
-	coalesce(pg_catalog.has_schema_privilege(n.oid, 'USAGE'), false),
-	coalesce(pg_catalog.has_schema_privilege(n.oid, 'CREATE'), false),
-	c.oid is not null,
-	coalesce(pg_catalog.has_table_privilege(c.oid, 'SELECT'), false),
-	coalesce(pg_catalog.has_table_privilege(c.oid, 'INSERT'), false),
-	coalesce(pg_catalog.has_table_privilege(c.oid, 'UPDATE'), false)
-from (select) one
-left join pg_catalog.pg_namespace n on n.nspname = $1
-left join pg_catalog.pg_class c on c.relnamespace = n.oid and c.relname = $2`
-
-// explain turns a server error into the package's error: a missing schema
-// says so, and a refused privilege becomes a *PrivilegeError naming it
-// (need lists the privileges the statement needs on the table). Other errors
-// are returned as they are.
-func (j *Job) explain(ctx context.Context, err error, need string) error {
-	switch sqlState(err) {
-	case codeInvalidSchemaName:
-		return fmt.Errorf("schema %s does not exist (create it, or choose another with WithSchema): %w",
-			pgx.Identifier{j.cfg.schema}.Sanitize(), err)
-	case codeInsufficientPriv:
-	default:
-		return err
-	}
-	var hasSchema, usage, create, hasTable, sel, ins, upd bool
-	derr := j.pool.QueryRow(ctx, diagnoseSQL, j.cfg.schema, TableName).
-		Scan(&hasSchema, &usage, &create, &hasTable, &sel, &ins, &upd)
-	if derr != nil || !hasSchema {
-		return err
-	}
-	schema := "schema " + pgx.Identifier{j.cfg.schema}.Sanitize()
-	switch {
-	case !usage:
-		return &PrivilegeError{Privilege: "USAGE", Object: schema, Err: err}
-	case !hasTable && !create:
-		return &PrivilegeError{Privilege: "CREATE", Object: schema, Err: err}
-	case !hasTable:
-		return err
-	}
-	var missing []string
-	for _, p := range []struct {
-		name string
-		has  bool
-	}{{"SELECT", sel}, {"INSERT", ins}, {"UPDATE", upd}} {
-		if !p.has && strings.Contains(need, p.name) {
-			missing = append(missing, p.name)
+// withTable runs f, a statement on the table, once the table is checked; when
+// f finds it missing or refused (dropped, or a privilege revoked since the
+// check), it checks it again, which creates it or says what is wrong, and
+// runs f once more.
+func (j *Job) withTable(ctx context.Context, f func() error) error {
+	for retried := false; ; retried = true {
+		if err := j.tbl.ensure(ctx); err != nil {
+			return err
+		}
+		err := f()
+		if !j.tbl.forget(err) || retried {
+			return err
 		}
 	}
-	if len(missing) == 0 {
-		return err
-	}
-	return &PrivilegeError{Privilege: strings.Join(missing, ", "), Object: "table " + qualified(j.cfg.schema), Err: err}
 }
 
 // sqlState returns the SQLSTATE of a server error, or "".

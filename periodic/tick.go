@@ -25,9 +25,10 @@ import (
 // any, has ended (fn's context ends with ctx) and been recorded. It returns
 // early, with the error, only for what no retry can mend:
 // [advisorylock.ErrInvalidArgument] (bad input, or every not positive), a
-// *[PrivilegeError], a schema that does not exist, [advisorylock.ErrPooler]
-// and [advisorylock.ErrStandby]. A panic in fn goes on to Tick's caller, once
-// the run is recorded as failed and the lock released.
+// missing privilege ([advisorylock.ErrPrivilege]), a schema that does not
+// exist, [advisorylock.ErrPooler] and [advisorylock.ErrStandby]. A panic in fn
+// goes on to Tick's caller, once the run is recorded as failed and the lock
+// released.
 func (j *Job) Tick(ctx context.Context, every time.Duration, fn func(ctx context.Context, run Run) error) error {
 	if err := j.check("tick"); err != nil {
 		return err
@@ -88,7 +89,7 @@ const dueMargin = time.Millisecond
 
 // permanent reports an error of an attempt that a retry cannot mend.
 func permanent(err error) bool {
-	return errors.Is(err, advisorylock.ErrInvalidArgument) || errors.Is(err, ErrPrivilege) ||
+	return errors.Is(err, advisorylock.ErrInvalidArgument) || errors.Is(err, advisorylock.ErrPrivilege) ||
 		errors.Is(err, advisorylock.ErrPooler) || errors.Is(err, advisorylock.ErrStandby) ||
-		sqlState(err) == codeInvalidSchemaName
+		errors.As(err, new(*schemaError))
 }
