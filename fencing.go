@@ -5,12 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/advisorylock/advisorylock/internal/dbobject"
@@ -85,33 +82,14 @@ func (l *Lock) Token() int64 {
 }
 
 // fencing is the fencing sequence of one schema in the database of one
-// pool, shared by every Mutex that names them.
+// pool, as a Mutex uses it.
 type fencing struct {
-	pool  *pgxpool.Pool
-	obj   dbobject.Object
-	seq   string        // the sequence as a regclass literal, for the lock statements
-	ready atomic.Bool   // checked (or created) by this process, and not found missing since
-	turn  chan struct{} // one check at a time
+	h   *dbobject.Handle
+	seq string // the sequence as a regclass literal, for the lock statements
 }
-
-type fencingKey struct {
-	pool   *pgxpool.Pool
-	schema string
-}
-
-var fencings = struct {
-	mu sync.Mutex
-	m  map[fencingKey]*fencing
-}{m: make(map[fencingKey]*fencing)}
 
 // fencingFor returns the fencing sequence of schema in pool's database.
 func fencingFor(pool *pgxpool.Pool, schema string) *fencing {
-	fencings.mu.Lock()
-	defer fencings.mu.Unlock()
-	k := fencingKey{pool, schema}
-	if f := fencings.m[k]; f != nil {
-		return f
-	}
 	obj := dbobject.Object{
 		Schema:     schema,
 		Name:       FencingSequence,
@@ -119,9 +97,7 @@ func fencingFor(pool *pgxpool.Pool, schema string) *fencing {
 		Privileges: []string{"USAGE, UPDATE"}, // nextval needs either
 	}
 	obj.Create = "create sequence if not exists " + obj.QualifiedName() + " as bigint cache 1 no cycle"
-	f := &fencing{pool: pool, obj: obj, seq: regclassLiteral(obj.QualifiedName()), turn: make(chan struct{}, 1)}
-	fencings.m[k] = f
-	return f
+	return &fencing{h: dbobject.For(pool, obj), seq: regclassLiteral(obj.QualifiedName())}
 }
 
 // regclassLiteral renders a qualified name, already quoted as identifiers,
@@ -138,8 +114,7 @@ func regclassLiteral(qualified string) string {
 // trip, a few when it creates), within bound when bound > 0, and returns
 // what is left of bound.
 func (m *Mutex) ensureFencing(ctx context.Context, bound time.Duration) (time.Duration, error) {
-	f := m.fence
-	if f.ready.Load() {
+	if m.fence.h.Ready() {
 		return bound, nil
 	}
 	start := time.Now()
@@ -148,17 +123,8 @@ func (m *Mutex) ensureFencing(ctx context.Context, bound time.Duration) (time.Du
 		ctx, cancel = context.WithTimeout(ctx, bound)
 		defer cancel()
 	}
-	select {
-	case f.turn <- struct{}{}:
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
-	defer func() { <-f.turn }()
-	if !f.ready.Load() {
-		if err := dbobject.Ensure(ctx, f.pool, f.obj); err != nil {
-			return 0, fencingError(err)
-		}
-		f.ready.Store(true)
+	if err := m.fence.h.Ensure(ctx); err != nil {
+		return 0, fencingError(err)
 	}
 	if bound > 0 {
 		if bound -= time.Since(start); bound <= 0 {
@@ -187,23 +153,12 @@ const (
 	sqlstateUndefinedTable  = "42P01"
 	sqlstateInvalidSchema   = "3F000"
 	sqlstateUndefinedPrepSt = "26000" // a pipelined use of a statement whose Parse failed
-	// sqlstateInsufficientPrivilege: from nextval, after the grant, or
-	// from the schema's lookup, before any lock call.
-	sqlstateInsufficientPrivilege = "42501"
 )
 
 // forget makes the next fenced acquisition check the sequence again when err
 // says it is missing (dropped since it was checked) or may no longer be used
 // (a privilege revoked): that check then reports it before any lock call.
-func (f *fencing) forget(err error) {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		switch pgErr.Code {
-		case sqlstateUndefinedTable, sqlstateInvalidSchema, sqlstateInsufficientPrivilege:
-			f.ready.Store(false)
-		}
-	}
-}
+func (f *fencing) forget(err error) { f.h.Forget(err) }
 
 // failedAfterGrant reports whether res, the answer to a fenced try on a lock
 // session, is an error that may have come after keys were granted (from

@@ -5,11 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"sync"
-	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/advisorylock/advisorylock"
@@ -191,35 +188,16 @@ func invalid(what string) error {
 	return fmt.Errorf("%w: %s", advisorylock.ErrInvalidArgument, what)
 }
 
-// table is Table in one schema of one pool's database, shared by every
-// Resource that names them.
+// table is Table in one schema of one pool's database, with the statements
+// a Resource runs on it.
 type table struct {
-	pool   *pgxpool.Pool
-	obj    dbobject.Object
-	admit  string        // records a token unless older than the newest: a row if accepted
-	newest string        // reads the newest token
-	ready  atomic.Bool   // checked (or created) by this process, and not found missing since
-	turn   chan struct{} // one check at a time
+	h      *dbobject.Handle
+	admit  string // records a token unless older than the newest: a row if accepted
+	newest string // reads the newest token
 }
-
-type tableKey struct {
-	pool   *pgxpool.Pool
-	schema string
-}
-
-var tables = struct {
-	mu sync.Mutex
-	m  map[tableKey]*table
-}{m: make(map[tableKey]*table)}
 
 // tableFor returns Table in schema of pool's database.
 func tableFor(pool *pgxpool.Pool, schema string) *table {
-	tables.mu.Lock()
-	defer tables.mu.Unlock()
-	k := tableKey{pool, schema}
-	if t := tables.m[k]; t != nil {
-		return t
-	}
 	obj := dbobject.Object{
 		Schema:     schema,
 		Name:       Table,
@@ -232,9 +210,8 @@ func tableFor(pool *pgxpool.Pool, schema string) *table {
 	token bigint not null check (token > 0),
 	updated_at timestamptz not null default pg_catalog.now()
 )`
-	t := &table{
-		pool: pool,
-		obj:  obj,
+	return &table{
+		h: dbobject.For(pool, obj),
 		// ON CONFLICT locks the resource's row, also when the WHERE refuses
 		// the update: writers take turns, and each compares its token with
 		// the newest committed before it.
@@ -243,46 +220,20 @@ func tableFor(pool *pgxpool.Pool, schema string) *table {
 	where f.token <= excluded.token
 	returning f.token`,
 		newest: "select token from " + q + " where resource = $1",
-		turn:   make(chan struct{}, 1),
 	}
-	tables.m[k] = t
-	return t
 }
 
 // ensure checks Table, and creates it when it is missing, unless this
 // process has done so already. It blocks for that, bounded by ctx.
 func (t *table) ensure(ctx context.Context) error {
-	if t.ready.Load() {
-		return nil
+	err := t.h.Ensure(ctx)
+	var pe *dbobject.PrivilegeError
+	if errors.As(err, &pe) {
+		return &advisorylock.PrivilegeError{Role: pe.Role, Privilege: pe.Privilege, On: pe.On, Purpose: pe.Purpose}
 	}
-	select {
-	case t.turn <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	defer func() { <-t.turn }()
-	if t.ready.Load() {
-		return nil
-	}
-	if err := dbobject.Ensure(ctx, t.pool, t.obj); err != nil {
-		var pe *dbobject.PrivilegeError
-		if errors.As(err, &pe) {
-			return &advisorylock.PrivilegeError{Role: pe.Role, Privilege: pe.Privilege, On: pe.On, Purpose: pe.Purpose}
-		}
-		return err
-	}
-	t.ready.Store(true)
-	return nil
+	return err
 }
 
 // forget makes the next call check Table again when err says it is missing
 // or may no longer be used.
-func (t *table) forget(err error) {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		switch pgErr.Code {
-		case "42P01", "3F000", "42501": // undefined table, invalid schema, insufficient privilege
-			t.ready.Store(false)
-		}
-	}
-}
+func (t *table) forget(err error) { t.h.Forget(err) }

@@ -157,7 +157,7 @@ func (c *Claim) End(ctx context.Context, err error) error {
 	case errors.Is(qerr, pgx.ErrNoRows):
 		return j.errorf("end", advisorylock.ErrLockLost, fmt.Errorf("run #%d: %w", c.run.Token, errSuperseded))
 	case qerr != nil:
-		j.tbl.forget(qerr)
+		j.tbl.Forget(qerr)
 		return j.errorf("end", qerr)
 	}
 	c.run.FinishedAt = finished

@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/advisorylock/advisorylock"
+	"github.com/advisorylock/advisorylock/internal/dbobject"
 )
 
 // A Job is work that runs at most once per period across every process that
@@ -20,8 +21,8 @@ type Job struct {
 	pool   *pgxpool.Pool
 	m      *advisorylock.Mutex
 	key    advisorylock.Key
-	table  string // the runs table, qualified and quoted
-	tbl    *table // the runs table, as this process knows it
+	table  string           // the runs table, qualified and quoted
+	tbl    *dbobject.Handle // the runs table, as this process knows it
 	sql    statements
 	err    error // bad input, reported by every call
 }

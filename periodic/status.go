@@ -70,10 +70,10 @@ func (j *Job) Status(ctx context.Context) (Status, error) {
 	}
 	if sqlState(err) == codeInsufficientPriv {
 		// Which privilege: USAGE on the schema, or SELECT on the table.
-		obj := j.tbl.obj
+		obj := j.tbl.Object()
 		obj.Privileges = []string{"SELECT"}
 		if derr := dbobject.Ensure(ctx, j.pool, obj); derr != nil {
-			err = j.tbl.explain(ctx, derr)
+			err = j.explain(derr)
 		}
 	}
 	if err != nil {

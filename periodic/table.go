@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
-	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -20,9 +18,8 @@ const TableName = "advisorylock_runs"
 
 // SQLSTATEs the package tells apart.
 const (
-	codeUndefinedTable    = "42P01"
-	codeInvalidSchemaName = "3F000"
-	codeInsufficientPriv  = "42501"
+	codeUndefinedTable   = "42P01"
+	codeInsufficientPriv = "42501"
 )
 
 // TableSQL returns the statement that creates the runs table in schema (the
@@ -54,47 +51,17 @@ func qualified(schema string) string {
 	return pgx.Identifier{schema, TableName}.Sanitize()
 }
 
-// table is the runs table in one schema of one pool's database, shared by
+// tableFor returns the runs table in schema of pool's database, shared by
 // every Job that names them: a process checks it (and creates it if it is
 // missing) once, before its first run.
-type table struct {
-	pool  *pgxpool.Pool
-	obj   dbobject.Object
-	ready atomic.Bool   // checked (or created) by this process, and not found missing since
-	turn  chan struct{} // one check at a time
-}
-
-type tableKey struct {
-	pool   *pgxpool.Pool
-	schema string
-}
-
-var tables = struct {
-	mu sync.Mutex
-	m  map[tableKey]*table
-}{m: make(map[tableKey]*table)}
-
-// tableFor returns the runs table in schema of pool's database.
-func tableFor(pool *pgxpool.Pool, schema string) *table {
-	tables.mu.Lock()
-	defer tables.mu.Unlock()
-	k := tableKey{pool, schema}
-	if t := tables.m[k]; t != nil {
-		return t
-	}
-	t := &table{
-		pool: pool,
-		obj: dbobject.Object{
-			Schema:     schema,
-			Name:       TableName,
-			Kind:       dbobject.Table,
-			Privileges: []string{"SELECT", "INSERT", "UPDATE"},
-			Create:     TableSQL(schema),
-		},
-		turn: make(chan struct{}, 1),
-	}
-	tables.m[k] = t
-	return t
+func tableFor(pool *pgxpool.Pool, schema string) *dbobject.Handle {
+	return dbobject.For(pool, dbobject.Object{
+		Schema:     schema,
+		Name:       TableName,
+		Kind:       dbobject.Table,
+		Privileges: []string{"SELECT", "INSERT", "UPDATE"},
+		Create:     TableSQL(schema),
+	})
 }
 
 // A schemaError reports the runs table's schema missing: no run can begin
@@ -110,51 +77,25 @@ func (e *schemaError) Error() string {
 // (two processes starting together create it once: see dbobject). It blocks
 // for that, bounded by ctx. It returns a *advisorylock.PrivilegeError for a
 // missing privilege, and a *schemaError when the schema does not exist.
-func (t *table) ensure(ctx context.Context) error {
-	if t.ready.Load() {
-		return nil
+func (j *Job) ensureTable(ctx context.Context) error {
+	if err := j.tbl.Ensure(ctx); err != nil {
+		return j.explain(err)
 	}
-	select {
-	case t.turn <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	defer func() { <-t.turn }()
-	if t.ready.Load() {
-		return nil
-	}
-	if err := dbobject.Ensure(ctx, t.pool, t.obj); err != nil {
-		return t.explain(ctx, err)
-	}
-	t.ready.Store(true)
 	return nil
 }
 
-// explain turns an error of dbobject.Ensure into the package's: a privilege
-// the role lacks becomes the module's *advisorylock.PrivilegeError, and a
+// explain turns an error of dbobject's into the package's: a privilege the
+// role lacks becomes the module's *advisorylock.PrivilegeError, and a
 // missing schema a *schemaError.
-func (t *table) explain(ctx context.Context, err error) error {
+func (j *Job) explain(err error) error {
 	var pe *dbobject.PrivilegeError
-	if errors.As(err, &pe) {
+	switch {
+	case errors.As(err, &pe):
 		return &advisorylock.PrivilegeError{Role: pe.Role, Privilege: pe.Privilege, On: pe.On, Purpose: pe.Purpose}
-	}
-	var exists bool
-	if qerr := t.pool.QueryRow(ctx, "select exists (select from pg_catalog.pg_namespace where nspname = $1)",
-		t.obj.Schema).Scan(&exists); qerr == nil && !exists {
-		return &schemaError{t.obj.Schema}
+	case errors.Is(err, dbobject.ErrNoSchema):
+		return &schemaError{j.tbl.Object().Schema}
 	}
 	return err
-}
-
-// forget makes the next run check the table again when err says it is
-// missing or may no longer be used, and reports whether it did.
-func (t *table) forget(err error) bool {
-	switch sqlState(err) {
-	case codeUndefinedTable, codeInvalidSchemaName, codeInsufficientPriv:
-		t.ready.Store(false)
-		return true
-	}
-	return false
 }
 
 // withTable runs f, a statement on the table, once the table is checked; when
@@ -163,11 +104,11 @@ func (t *table) forget(err error) bool {
 // runs f once more.
 func (j *Job) withTable(ctx context.Context, f func() error) error {
 	for retried := false; ; retried = true {
-		if err := j.tbl.ensure(ctx); err != nil {
+		if err := j.ensureTable(ctx); err != nil {
 			return err
 		}
 		err := f()
-		if !j.tbl.forget(err) || retried {
+		if !j.tbl.Forget(err) || retried {
 			return err
 		}
 	}

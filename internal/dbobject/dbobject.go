@@ -95,6 +95,16 @@ func CheckSchema(schema string) error {
 	return nil
 }
 
+// ErrNoSchema matches the error of Ensure when the object's schema does not
+// exist: only someone who may create schemas can mend that.
+var ErrNoSchema = errors.New("schema does not exist")
+
+// missingSchema is the error of a missing schema, matching ErrNoSchema.
+type missingSchema struct{ schema string } // quoted
+
+func (e *missingSchema) Error() string        { return e.schema + " does not exist" }
+func (e *missingSchema) Is(target error) bool { return target == ErrNoSchema }
+
 // A PrivilegeError reports a privilege the role lacks.
 type PrivilegeError struct {
 	Role      string // current_user
@@ -175,7 +185,7 @@ func Ensure(ctx context.Context, db DB, o Object) error {
 		}
 		switch {
 		case !st.schemaExists:
-			return fmt.Errorf("%s does not exist", schema)
+			return &missingSchema{schema}
 		case !st.usage:
 			return &PrivilegeError{Role: st.role, Privilege: "USAGE", On: schema, Purpose: "to use " + o.Describe()}
 		case st.relkind == "" && attempt < 3:
