@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"os/exec"
 	"strconv"
 	"syscall"
 	"time"
@@ -184,12 +181,11 @@ func (a *app) endRun(c *periodic.Claim, m *advisorylock.Mutex, failure error) er
 	return err
 }
 
-// runCommand runs the command while holding l, as runLocked does (signals
-// forwarded, SIGTERM then SIGKILL when the lock is lost), with the run's
-// number in the environment (and with --fencing the lock's token). It returns the exit status and, unless the
-// command succeeded, the failure to record.
+// runCommand runs the command while holding l, as runLocked does (see
+// supervise), with the run's number in the environment (and with --fencing
+// the lock's token). It returns the exit status and, unless the command
+// succeeded, the failure to record.
 func (a *app) runCommand(l *advisorylock.Lock, path string, token int64) (int, error) {
-	m := l.Mutex()
 	select {
 	case sig := <-a.sigc:
 		// A signal came as the run began: do not start.
@@ -198,54 +194,16 @@ func (a *app) runCommand(l *advisorylock.Lock, path string, token int64) (int, e
 	default:
 	}
 
-	cmd := exec.Command(path, a.o.command[1:]...)
-	cmd.Args[0] = a.o.command[0]
-	cmd.Env = append(os.Environ(), EnvRun+"="+strconv.FormatInt(token, 10))
+	env := []string{EnvRun + "=" + strconv.FormatInt(token, 10)}
 	if a.o.fencing {
-		cmd.Env = append(cmd.Env, EnvToken+"="+strconv.FormatInt(l.Token(), 10))
+		env = append(env, EnvToken+"="+strconv.FormatInt(l.Token(), 10))
 	}
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	cmd.SysProcAttr = childSysProcAttr()
-	if err := cmd.Start(); err != nil {
-		code := exitCannotRun
-		if errors.Is(err, fs.ErrNotExist) {
-			code = exitNotFound
-		}
-		a.say("cannot run %s: %v", quoteArg(a.o.command[0]), cause(err))
-		return code, periodic.Failure(fmt.Sprintf("cannot run the command: %v", cause(err)))
+	ps, _, code := a.supervise(l, path, env...)
+	if ps == nil {
+		return code, periodic.Failure("cannot run the command: exit status " + strconv.Itoa(code))
 	}
-
-	waitc := make(chan error, 1)
-	go func() { waitc <- cmd.Wait() }()
-	lostc := l.Done()
-	var killTimer *time.Timer
-	var killc <-chan time.Time
-	for waiting := true; waiting; {
-		select {
-		case <-waitc:
-			waiting = false
-		case sig := <-a.sigc:
-			if fromTerminal(sig) {
-				continue // the command got it from the terminal too
-			}
-			_ = cmd.Process.Signal(sig) // fails only if it has just exited
-		case <-lostc:
-			lostc = nil
-			a.say("lock %s lost while the command ran: %s; sending SIGTERM to the command (pid %d)", m, lossReason(l.Err()), cmd.Process.Pid)
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			killTimer = time.NewTimer(a.o.grace)
-			killc = killTimer.C
-		case <-killc:
-			killc = nil
-			a.say("the command is still running %v after SIGTERM; sending SIGKILL", a.o.grace)
-			_ = cmd.Process.Kill()
-		}
-	}
-	if killTimer != nil {
-		killTimer.Stop()
-	}
-	status := commandStatus(cmd.ProcessState)
-	switch ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); {
+	status := commandStatus(ps)
+	switch ws, ok := ps.Sys().(syscall.WaitStatus); {
 	case ok && ws.Signaled():
 		return status, periodic.Failure("killed by signal " + strconv.Itoa(int(ws.Signal())) + " (" + ws.Signal().String() + ")")
 	case status != 0:

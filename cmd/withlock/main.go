@@ -300,56 +300,18 @@ func (a *app) runLocked(l *advisorylock.Lock, path string) int {
 	default:
 	}
 
-	cmd := exec.Command(path, a.o.command[1:]...)
-	cmd.Args[0] = a.o.command[0]
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	var env []string
 	if a.o.fencing {
-		cmd.Env = append(os.Environ(), EnvToken+"="+strconv.FormatInt(l.Token(), 10))
+		env = append(env, EnvToken+"="+strconv.FormatInt(l.Token(), 10))
 	}
-	cmd.SysProcAttr = childSysProcAttr()
-	if err := cmd.Start(); err != nil {
-		code := exitCannotRun
-		if errors.Is(err, fs.ErrNotExist) {
-			code = exitNotFound
-		}
-		a.say("cannot run %s: %v", quoteArg(a.o.command[0]), cause(err))
+	ps, lost, code := a.supervise(l, path, env...)
+	if ps == nil {
 		if rerr := a.release(l); rerr != nil {
 			a.say("releasing %s: %s", m, describe(rerr))
 		}
 		return code
 	}
-
-	waitc := make(chan error, 1)
-	go func() { waitc <- cmd.Wait() }()
-	lostc := l.Done()
-	lost := false
-	var killTimer *time.Timer
-	var killc <-chan time.Time
-	for waiting := true; waiting; {
-		select {
-		case <-waitc:
-			waiting = false
-		case sig := <-a.sigc:
-			if fromTerminal(sig) {
-				continue // the command got it from the terminal too
-			}
-			_ = cmd.Process.Signal(sig) // fails only if it has just exited
-		case <-lostc:
-			lostc, lost = nil, true
-			a.say("lock %s lost while the command ran: %s; sending SIGTERM to the command (pid %d)", m, lossReason(l.Err()), cmd.Process.Pid)
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			killTimer = time.NewTimer(a.o.grace)
-			killc = killTimer.C
-		case <-killc:
-			killc = nil
-			a.say("the command is still running %v after SIGTERM; sending SIGKILL", a.o.grace)
-			_ = cmd.Process.Kill()
-		}
-	}
-	if killTimer != nil {
-		killTimer.Stop()
-	}
-	status := commandStatus(cmd.ProcessState)
+	status := commandStatus(ps)
 
 	rerr := a.release(l)
 	switch {
@@ -364,6 +326,61 @@ func (a *app) runLocked(l *advisorylock.Lock, path string) int {
 		a.say("releasing %s: %s", m, describe(rerr))
 	}
 	return status
+}
+
+// supervise runs the command, with env added to this process's
+// environment, while holding l: it forwards signals, and when l is lost it
+// sends the command SIGTERM, then SIGKILL after the grace period. It blocks
+// until the command has ended and returns its ProcessState, and whether l
+// was lost meanwhile. For a command that cannot start it says why and
+// returns a nil ProcessState with the exit status to report.
+func (a *app) supervise(l *advisorylock.Lock, path string, env ...string) (ps *os.ProcessState, lost bool, code int) {
+	cmd := exec.Command(path, a.o.command[1:]...)
+	cmd.Args[0] = a.o.command[0]
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
+	cmd.SysProcAttr = childSysProcAttr()
+	if err := cmd.Start(); err != nil {
+		code := exitCannotRun
+		if errors.Is(err, fs.ErrNotExist) {
+			code = exitNotFound
+		}
+		a.say("cannot run %s: %v", quoteArg(a.o.command[0]), cause(err))
+		return nil, false, code
+	}
+
+	waitc := make(chan error, 1)
+	go func() { waitc <- cmd.Wait() }()
+	lostc := l.Done()
+	var killTimer *time.Timer
+	var killc <-chan time.Time
+	for waiting := true; waiting; {
+		select {
+		case <-waitc:
+			waiting = false
+		case sig := <-a.sigc:
+			if fromTerminal(sig) {
+				continue // the command got it from the terminal too
+			}
+			_ = cmd.Process.Signal(sig) // fails only if it has just exited
+		case <-lostc:
+			lostc, lost = nil, true
+			a.say("lock %s lost while the command ran: %s; sending SIGTERM to the command (pid %d)", l.Mutex(), lossReason(l.Err()), cmd.Process.Pid)
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			killTimer = time.NewTimer(a.o.grace)
+			killc = killTimer.C
+		case <-killc:
+			killc = nil
+			a.say("the command is still running %v after SIGTERM; sending SIGKILL", a.o.grace)
+			_ = cmd.Process.Kill()
+		}
+	}
+	if killTimer != nil {
+		killTimer.Stop()
+	}
+	return cmd.ProcessState, lost, 0
 }
 
 // commandStatus is the exit status to pass on for a command that ended:
