@@ -46,13 +46,27 @@ func mustLock(t *testing.T, s *semaphore.Semaphore) *advisorylock.Lock {
 	return l
 }
 
-// release unlocks l unless it is already released.
+// release unlocks l unless it is already released or known lost.
 func release(t testing.TB, l *advisorylock.Lock) {
 	t.Helper()
+	lost := errors.Is(l.Err(), advisorylock.ErrLockLost)
 	ctx, cancel := context.WithTimeout(context.Background(), awaitTimeout)
 	defer cancel()
-	if err := l.Unlock(ctx); err != nil && !errors.Is(err, advisorylock.ErrNotHeld) {
+	if err := l.Unlock(ctx); err != nil && !errors.Is(err, advisorylock.ErrNotHeld) && !lost {
 		t.Errorf("Unlock: %v", err)
+	}
+}
+
+// awaitAcquired waits until n connections of pool are acquired, or fails t
+// after 10s.
+func awaitAcquired(t *testing.T, pool *pgxpool.Pool, n int32) {
+	t.Helper()
+	deadline := time.Now().Add(awaitTimeout)
+	for pool.Stat().AcquiredConns() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections acquired from the pool; want %d", pool.Stat().AcquiredConns(), n)
+		}
+		time.Sleep(5 * time.Millisecond) // nothing signals a connection's release
 	}
 }
 
