@@ -3,8 +3,10 @@ package semaphore_test
 import (
 	"context"
 	"errors"
+	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -150,3 +152,30 @@ func keyCond(k advisorylock.Key) string {
 }
 
 func itoa(v int64) string { return strconv.FormatInt(v, 10) }
+
+func uitoa(v uint64) string { return strconv.FormatUint(v, 10) }
+
+// writeCounter counts the writes to the server on a pool's connections: pgx
+// sends each round trip's messages in one write.
+type writeCounter struct{ n atomic.Int64 }
+
+func (w *writeCounter) configure(cfg *pgxpool.Config) {
+	var d net.Dialer
+	cfg.ConnConfig.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return &countedConn{Conn: c, w: w}, nil
+	}
+}
+
+type countedConn struct {
+	net.Conn
+	w *writeCounter
+}
+
+func (c *countedConn) Write(b []byte) (int, error) {
+	c.w.n.Add(1)
+	return c.Conn.Write(b)
+}
