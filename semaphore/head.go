@@ -156,6 +156,15 @@ func (h *head) serve(ctx context.Context, a *acquisition, dl time.Time, free []i
 			return nil, err
 		}
 		next := h.last.Add(s.cfg.recheck)
+		if !time.Now().Before(next) {
+			// The recheck, due even while announcements keep coming: it also
+			// keeps the session's lease.
+			var err error
+			if free, err = h.look(ctx, s.sql.look); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if !dl.IsZero() && dl.Before(next) {
 			next = dl
 		}
@@ -174,12 +183,8 @@ func (h *head) serve(ctx context.Context, a *acquisition, dl time.Time, free []i
 			return nil, fmt.Errorf("%w: %w", errHeadLost, err)
 		case !dl.IsZero() && !time.Now().Before(dl):
 			return nil, context.DeadlineExceeded
-		default:
-			// The recheck, which also keeps the session's lease.
-			if free, err = h.look(ctx, s.sql.look); err != nil {
-				return nil, err
-			}
 		}
+		// Otherwise the recheck is due: the next turn runs it.
 	}
 }
 
