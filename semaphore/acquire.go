@@ -172,6 +172,22 @@ func (s *Semaphore) wait(ctx context.Context, a *acquisition, dl time.Time) (*ad
 	}
 }
 
+// spare opens, in the background, a connection of the pool for the slot the
+// waiter will take, when the pool has none idle and room for one: otherwise
+// the pool would open it in the middle of the hand-off, after the release is
+// announced (a connection's start-up costs several round trips, more with
+// SCRAM). It returns at once; the connection goes back to the pool idle.
+func (s *Semaphore) spare(ctx context.Context) {
+	if st := s.pool.Stat(); st.IdleConns() > 0 || st.TotalConns() >= st.MaxConns() {
+		return
+	}
+	go func() {
+		if c, err := s.pool.Acquire(ctx); err == nil {
+			c.Release()
+		}
+	}()
+}
+
 // serveOrLeave is serve, then leave: in the background once a slot is won,
 // and before returning otherwise, also when serve panics (a hook's panic).
 func (h *head) serveOrLeave(ctx context.Context, a *acquisition, dl time.Time, free []int) (l *advisorylock.Lock, err error) {

@@ -70,6 +70,7 @@ func (s *Semaphore) takeQueue(ctx context.Context, dl time.Time) (*head, []int, 
 		conn.Release()
 		return nil, nil, advisorylock.ErrStandby
 	}
+	s.spare(ctx)
 	h := &head{s: s, conn: conn}
 	var bound time.Duration
 	if !dl.IsZero() {

@@ -110,6 +110,13 @@ func TestParseArgs(t *testing.T) {
 		})},
 		{"status after the name", []string{"x", "--status"}, def(func(o *options) { o.status, o.name = true, "x" })},
 		{"help after the name", []string{"x", "--help", "--bogus"}, def(func(o *options) { o.name, o.help = "x", true })},
+		{"slots", []string{"--slots", "3", "api", "--", "true"}, def(func(o *options) {
+			o.slots, o.name, o.command = 3, "api", []string{"true"}
+		})},
+		{"slots= after the name, with -n and -w", []string{"api", "--slots=1000", "-n", "-w", "2", "--", "true"}, def(func(o *options) {
+			o.slots, o.nonblock, o.timeout, o.hasTimeout, o.name, o.command = 1000, true, 2*time.Second, true, "api", []string{"true"}
+		})},
+		{"status of a semaphore", []string{"--status", "--slots", "2", "api"}, def(func(o *options) { o.status, o.slots, o.name = true, 2, "api" })},
 		{"options after -- are the command's", []string{"x", "--", "withlock", "y", "--db", "z", "--", "-h"}, def(func(o *options) {
 			o.name, o.command = "x", []string{"withlock", "y", "--db", "z", "--", "-h"}
 		})},
@@ -162,6 +169,11 @@ func TestParseArgs_usageErrors(t *testing.T) {
 		{"name and key", []string{"--key", "1", "x", "--", "true"}, "not both"},
 		{"status with command", []string{"--status", "x", "--", "true"}, "takes no command"},
 		{"bad grace", []string{"--grace", "-2", "x", "--", "true"}, "negative"},
+		{"no slots", []string{"--slots", "0", "x", "--", "true"}, "--slots: \"0\" is not a number from 1 to 1000"},
+		{"too many slots", []string{"--slots", "1001", "x", "--", "true"}, "from 1 to 1000"},
+		{"slots not a number", []string{"--slots=three", "x", "--", "true"}, "\"three\" is not a number"},
+		{"slots with a key", []string{"--slots", "2", "--key", "7", "--", "true"}, "--slots takes a lock name, not --key"},
+		{"shared slots", []string{"--slots", "2", "-s", "x", "--", "true"}, "a slot is exclusive"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -418,6 +430,12 @@ func FuzzParseArgs(f *testing.F) {
 		"x\x00--db\x00postgres://h/d\x00--\x00cmd",
 		"x\x00-sw\x002\x00--\x00cmd\x00-n",
 		"--status\x00x\x00--db=h",
+		"--slots\x003\x00x\x00--\x00true",
+		"x\x00--slots=2\x00-n\x00--\x00true",
+		"--status\x00--slots\x001000\x00x",
+		"--slots\x000\x00x\x00--\x00true",
+		"--slots\x002\x00--key\x001\x00--\x00true",
+		"-s\x00--slots\x002\x00x\x00--\x00true",
 		"x\x00y\x00--\x00a",
 		"x\x00--db\x00--\x00a",
 		"x\x00--\x00--\x00--",
@@ -466,6 +484,9 @@ func FuzzParseArgs(f *testing.F) {
 					t.Fatalf("parseArgs(%q) = %+v, %v; parseArgs(%q) = %+v", moved, o2, err, args, o)
 				}
 			}
+		}
+		if o.slots < 0 || o.slots > 1000 || (o.slots > 0 && (o.hasKey || o.shared)) {
+			t.Fatalf("parseArgs(%q) = %+v: --slots out of range, or with --key or -s", args, o)
 		}
 		if o.timeout < 0 || o.grace < 0 || o.keepalive < 0 || o.conflict < 0 || o.conflict > 255 {
 			t.Fatalf("parseArgs(%q) = %+v: a value out of range", args, o)

@@ -38,6 +38,9 @@
 //	                          (42) or an int4 pair (1,2), as pg_advisory_lock
 //	                          takes them, to share a lock with other tools
 //	--db URL                  the database, as a URL or keyword/value string
+//	--slots N                 a semaphore of N slots (1 to 1000) instead of a
+//	                          lock: at most N commands run under the name at
+//	                          once (see Semaphores)
 //	--status                  print the holders and waiters of the lock, with
 //	                          their backend pid, and exit 0; takes no command
 //	--grace D                 when the lock is lost, time between SIGTERM and
@@ -52,6 +55,22 @@
 // A lock name maps to a key exactly as the npm package advisory-lock 2.x maps
 // it (the library's KeyFromName): Go programs, Node.js programs and withlock
 // naming the same lock exclude each other. --key names the key itself.
+//
+// # Semaphores
+//
+// With --slots N, the name is a semaphore's (package semaphore): at most N
+// commands run under it at once, across every machine that shares the
+// database, and the others wait for a slot, served in the order they came:
+//
+//	withlock --slots 3 partner-api -- ./sync.sh
+//
+// Every withlock using the name must give the same N (one that gives more
+// uses the extra slots too). -n fails at once when every slot is held or
+// others wait; -w bounds the wait; -s and --key do not go with --slots. A
+// waiting withlock waits in the server, woken when a slot is released; a slot
+// freed by a withlock that died is found within a second. --status --slots N
+// lists the holder of each slot and the waiters, in the order they will be
+// served.
 //
 // # The database
 //

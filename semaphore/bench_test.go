@@ -1,0 +1,164 @@
+package semaphore_test
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/advisorylock/advisorylock"
+	"github.com/advisorylock/advisorylock/internal/pgtest"
+	"github.com/advisorylock/advisorylock/semaphore"
+)
+
+// benchDB returns a database of the benchmark's own and the median of 200
+// back-to-back `select 1` round trips on it: the unit the figures are
+// reported in, measured in the same run.
+func benchDB(b *testing.B) (dsn string, rtt time.Duration) {
+	b.Helper()
+	dsn = pgtest.Require(b).CreateDatabase(b)
+	pool := pgtest.NewPool(b, dsn)
+	ctx := context.Background()
+	var xs []time.Duration
+	for range 200 {
+		start := time.Now()
+		if _, err := pool.Exec(ctx, "select 1"); err != nil {
+			b.Fatal(err)
+		}
+		xs = append(xs, time.Since(start))
+	}
+	return dsn, median(xs)
+}
+
+func median(xs []time.Duration) time.Duration {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// BenchmarkHandoff measures the hand-off of a semaphore's slot from a holder
+// to a waiter, next to a Mutex's in the same run: two holders, each on a pool
+// of its own (as two processes), pass one slot (or the lock) back and forth,
+// each holding it for a millisecond while the other waits. A hand-off is the
+// time from the moment the holder calls Unlock to the moment the waiter's
+// Lock returns to it, as in the bench module. Reported: its median in round
+// trips (rt/handoff, the `select 1` round trip of the same run) and in µs.
+func BenchmarkHandoff(b *testing.B) {
+	dsn, rtt := benchDB(b)
+	b.Logf("round trip (select 1, back to back, median): %v", rtt)
+	type locker interface {
+		Lock(context.Context) (*advisorylock.Lock, error)
+	}
+	for _, c := range []struct {
+		name string
+		new  func(*pgxpool.Pool) locker
+	}{
+		{"semaphore", func(p *pgxpool.Pool) locker { return semaphore.New(p, "handoff", 1) }},
+		{"mutex", func(p *pgxpool.Pool) locker { return advisorylock.New(p, "handoff") }},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			ls := []locker{c.new(pgtest.NewPool(b, dsn)), c.new(pgtest.NewPool(b, dsn))}
+			var mu sync.Mutex
+			var handoffs []time.Duration
+			var releasing time.Time // when the last holder called Unlock
+			warm := 10              // hand-offs not counted: connections open, statements prepare
+			done := make(chan struct{})
+			var wg sync.WaitGroup
+			for _, l := range ls {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						lk, err := l.Lock(context.Background())
+						now := time.Now()
+						if err != nil {
+							b.Error(err)
+							return
+						}
+						mu.Lock()
+						stop := false
+						if !releasing.IsZero() {
+							if warm > 0 {
+								warm--
+								if warm == 0 {
+									b.ResetTimer()
+								}
+							} else {
+								handoffs = append(handoffs, now.Sub(releasing))
+							}
+						}
+						if len(handoffs) >= b.N {
+							stop = true
+						}
+						mu.Unlock()
+						if !stop {
+							time.Sleep(time.Millisecond)
+						}
+						mu.Lock()
+						releasing = time.Now()
+						mu.Unlock()
+						if err := lk.Unlock(context.Background()); err != nil {
+							b.Error(err)
+							return
+						}
+						if stop {
+							select {
+							case <-done:
+							default:
+								close(done)
+							}
+							return
+						}
+						select {
+						case <-done:
+							return
+						default:
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			b.StopTimer()
+			if len(handoffs) == 0 {
+				return
+			}
+			m := median(handoffs)
+			b.ReportMetric(float64(m)/float64(rtt), "rt/handoff")
+			b.ReportMetric(float64(m.Microseconds()), "µs/handoff")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
+}
+
+// BenchmarkCycle measures an uncontended Lock and Unlock of a semaphore next
+// to a Mutex's, on one pool, in round trips of the same run.
+func BenchmarkCycle(b *testing.B) {
+	dsn, rtt := benchDB(b)
+	pool := pgtest.NewPool(b, dsn)
+	ctx := context.Background()
+	for _, c := range []struct {
+		name string
+		l    interface {
+			Lock(context.Context) (*advisorylock.Lock, error)
+		}
+	}{
+		{"semaphore", semaphore.New(pool, "cycle", 3)},
+		{"mutex", advisorylock.New(pool, "cycle")},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			for b.Loop() {
+				l, err := c.l.Lock(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := l.Unlock(ctx); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed())/float64(b.N)/float64(rtt), "rt/op")
+		})
+	}
+}
