@@ -117,7 +117,7 @@ func (s *Semaphore) take(ctx context.Context, a *acquisition, dl time.Time, try 
 	if err := s.pool.QueryRow(ctx, s.sql.look).Scan(&text); err != nil {
 		return nil, err
 	}
-	queued, free, err := parseLook(text, s.n)
+	queued, free, err := parseLook(text, s.base, s.n)
 	if err != nil {
 		return nil, err
 	}

@@ -15,15 +15,20 @@ import (
 )
 
 // benchDB returns a database of the benchmark's own and the median of 200
-// back-to-back `select 1` round trips on it: the unit the figures are
-// reported in, measured in the same run.
-func benchDB(b *testing.B) (dsn string, rtt time.Duration) {
+// `select 1` round trips on it, each after a pause of pause: the unit the
+// figures are reported in, measured in the same run. With no pause the round
+// trips go back to back, both processes awake; after a pause as long as a
+// hold, both sleep first, as in a hand-off, and a round trip costs more.
+func benchDB(b *testing.B, pause time.Duration) (dsn string, rtt time.Duration) {
 	b.Helper()
 	dsn = pgtest.Require(b).CreateDatabase(b)
 	pool := pgtest.NewPool(b, dsn)
 	ctx := context.Background()
 	var xs []time.Duration
 	for range 200 {
+		if pause > 0 {
+			time.Sleep(pause)
+		}
 		start := time.Now()
 		if _, err := pool.Exec(ctx, "select 1"); err != nil {
 			b.Fatal(err)
@@ -45,26 +50,37 @@ func median(xs []time.Duration) time.Duration {
 // each holding it for a millisecond while the other waits. A hand-off is the
 // time from the moment the holder calls Unlock to the moment the waiter's
 // Lock returns to it, as in the bench module. Reported: its median in round
-// trips (rt/handoff, the `select 1` round trip of the same run) and in µs.
+// trips (rt/handoff, the `select 1` round trip of the same run after a
+// millisecond's pause, as processes that slept) and in µs, and the median
+// from the moment the unlock was done (a HoldEnd hook, called once the server
+// answered the unlock, before the semaphore announces the release) to the
+// waiter's Lock returning (rt/from-unlocked).
 func BenchmarkHandoff(b *testing.B) {
-	dsn, rtt := benchDB(b)
-	b.Logf("round trip (select 1, back to back, median): %v", rtt)
+	dsn, rtt := benchDB(b, time.Millisecond)
+	_, b2b := benchDB(b, 0)
+	b.Logf("round trip (select 1, median): %v after a 1ms pause, %v back to back", rtt, b2b)
 	type locker interface {
 		Lock(context.Context) (*advisorylock.Lock, error)
 	}
 	for _, c := range []struct {
 		name string
-		new  func(*pgxpool.Pool) locker
+		new  func(*pgxpool.Pool, advisorylock.Hook) locker
 	}{
-		{"semaphore", func(p *pgxpool.Pool) locker { return semaphore.New(p, "handoff", 1) }},
-		{"mutex", func(p *pgxpool.Pool) locker { return advisorylock.New(p, "handoff") }},
+		{"semaphore", func(p *pgxpool.Pool, h advisorylock.Hook) locker {
+			return semaphore.New(p, "handoff", 1, semaphore.WithHooks(h))
+		}},
+		{"mutex", func(p *pgxpool.Pool, h advisorylock.Hook) locker {
+			return advisorylock.New(p, "handoff", advisorylock.WithHooks(h))
+		}},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			ls := []locker{c.new(pgtest.NewPool(b, dsn)), c.new(pgtest.NewPool(b, dsn))}
 			var mu sync.Mutex
-			var handoffs []time.Duration
+			var handoffs, fromUnlocked []time.Duration
 			var releasing time.Time // when the last holder called Unlock
-			warm := 10              // hand-offs not counted: connections open, statements prepare
+			var unlocked time.Time  // when its unlock was done
+			hook := &unlockedHook{at: func(t time.Time) { mu.Lock(); unlocked = t; mu.Unlock() }}
+			ls := []locker{c.new(pgtest.NewPool(b, dsn), hook), c.new(pgtest.NewPool(b, dsn), hook)}
+			warm := 10 // hand-offs not counted: connections open, statements prepare
 			done := make(chan struct{})
 			var wg sync.WaitGroup
 			for _, l := range ls {
@@ -88,6 +104,7 @@ func BenchmarkHandoff(b *testing.B) {
 								}
 							} else {
 								handoffs = append(handoffs, now.Sub(releasing))
+								fromUnlocked = append(fromUnlocked, now.Sub(unlocked))
 							}
 						}
 						if len(handoffs) >= b.N {
@@ -128,15 +145,19 @@ func BenchmarkHandoff(b *testing.B) {
 			m := median(handoffs)
 			b.ReportMetric(float64(m)/float64(rtt), "rt/handoff")
 			b.ReportMetric(float64(m.Microseconds()), "µs/handoff")
+			if c.name == "semaphore" { // a Mutex's waiter is granted as the releaser's unlock is
+				b.ReportMetric(float64(median(fromUnlocked))/float64(rtt), "rt/from-unlocked")
+			}
 			b.ReportMetric(0, "ns/op")
 		})
 	}
 }
 
 // BenchmarkCycle measures an uncontended Lock and Unlock of a semaphore next
-// to a Mutex's, on one pool, in round trips of the same run.
+// to a Mutex's, on one pool, in back-to-back round trips of the same run
+// (rt/op).
 func BenchmarkCycle(b *testing.B) {
-	dsn, rtt := benchDB(b)
+	dsn, rtt := benchDB(b, 0)
 	pool := pgtest.NewPool(b, dsn)
 	ctx := context.Background()
 	for _, c := range []struct {
@@ -161,4 +182,23 @@ func BenchmarkCycle(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed())/float64(b.N)/float64(rtt), "rt/op")
 		})
 	}
+}
+
+// unlockedHook tells when a lock's unlock is done: HoldEnd is called once
+// the server has answered the unlock.
+type unlockedHook struct{ at func(time.Time) }
+
+func (h *unlockedHook) AcquireStart(ctx context.Context, _ *advisorylock.Mutex, _ advisorylock.AcquireStartData) context.Context {
+	return ctx
+}
+
+func (h *unlockedHook) AcquireEnd(context.Context, *advisorylock.Mutex, advisorylock.AcquireEndData) {
+}
+
+func (h *unlockedHook) HoldStart(ctx context.Context, _ *advisorylock.Lock, _ advisorylock.HoldStartData) context.Context {
+	return ctx
+}
+
+func (h *unlockedHook) HoldEnd(context.Context, *advisorylock.Lock, advisorylock.HoldEndData) {
+	h.at(time.Now())
 }

@@ -131,7 +131,7 @@ func (h *head) look(ctx context.Context, sql string) ([]int, error) {
 	if len(last.Rows) != 1 || len(last.Rows[0]) != 1 {
 		return nil, errors.New("unexpected answer to the look at the slots")
 	}
-	_, free, err := parseLook(string(last.Rows[0][0]), h.s.n)
+	_, free, err := parseLook(string(last.Rows[0][0]), h.s.base, h.s.n)
 	return free, err
 }
 

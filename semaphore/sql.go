@@ -14,9 +14,9 @@ import (
 // the text: the head's statements go out by the simple query protocol, which
 // takes no parameters, several to a round trip.
 type statements struct {
-	// look lists, as "i,j,…", the semaphore's keys that pg_locks shows held
-	// or awaited in the current database: 0 for the queue key, 1+i for slot
-	// i. One row, one text column.
+	// look lists, as "k,l,…", the keys that pg_locks shows held or awaited
+	// in the current database among those that share the semaphore's
+	// classids (see parseLook). One row, one text column.
 	look string
 	// listen makes the session a listener on the channel, commits that, then
 	// looks: a release announced after the look is delivered to the session.
@@ -31,15 +31,14 @@ type statements struct {
 
 func newStatements(b uint64, n int, channelName string) statements {
 	ch := pgx.Identifier{channelName}.Sanitize()
-	// A key's 64 bits from pg_locks' two oids, minus b, modulo 2^64: the
-	// semaphore's keys are the numbers 0 to n.
-	offset := strconv.FormatUint(-b, 10)
-	look := `select coalesce(pg_catalog.string_agg(distinct d::text, ','), '') from (
-	select (l.classid::int8::numeric * 4294967296 + l.objid::int8::numeric + ` + offset + `) % 18446744073709551616 as d
+	// The keys b to b+n, modulo 2^64, have one or two classids (the high 32
+	// bits): the second when the sum carries. pg_locks shows a bigint key as
+	// two unsigned oids, whose bits the shift and or put back together.
+	c1, c2 := strconv.FormatUint(b>>32, 10), strconv.FormatUint((b+uint64(n))>>32, 10)
+	look := `select coalesce(pg_catalog.string_agg(((l.classid::int8 << 32) | l.objid::int8)::text, ','), '')
 	from pg_catalog.pg_locks l
-	where l.locktype = 'advisory' and l.objsubid = 1
-		and l.database = (select oid from pg_catalog.pg_database where datname = pg_catalog.current_database())
-) k where d <= ` + strconv.Itoa(n)
+	where l.locktype = 'advisory' and l.objsubid = 1 and l.classid::int8 in (` + c1 + `, ` + c2 + `)
+		and l.database = (select oid from pg_catalog.pg_database where datname = pg_catalog.current_database())`
 	classid, objid := strconv.FormatUint(b>>32, 10), strconv.FormatUint(b&0xffffffff, 10)
 	return statements{
 		look:   look,
@@ -97,17 +96,20 @@ func millis(d time.Duration) int64 {
 	return max(int64((d+time.Millisecond-1)/time.Millisecond), 1)
 }
 
-// parseLook reads look's answer: the queue is busy (held or awaited), and
-// the slots that are free, in order.
-func parseLook(text string, n int) (queued bool, free []int, err error) {
+// parseLook reads look's answer for the semaphore whose queue key is b, of n
+// slots: the queue is busy (held or awaited), and the slots that are free, in
+// order.
+func parseLook(text string, b uint64, n int) (queued bool, free []int, err error) {
 	busy := make([]bool, n+1)
 	if text != "" {
 		for _, f := range strings.Split(text, ",") {
-			d, err := strconv.Atoi(f)
-			if err != nil || d < 0 || d > n {
+			k, err := strconv.ParseInt(f, 10, 64)
+			if err != nil {
 				return false, nil, errors.New("unexpected answer from pg_locks: " + strconv.Quote(text))
 			}
-			busy[d] = true
+			if d := uint64(k) - b; d <= uint64(n) {
+				busy[d] = true // the queue's key (0) or a slot's (1+i); others are not the semaphore's
+			}
 		}
 	}
 	for i := 1; i <= n; i++ {
