@@ -3,6 +3,7 @@ package semaphore
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"github.com/advisorylock/advisorylock"
@@ -35,16 +36,48 @@ func (s *Semaphore) TryLock(ctx context.Context) (*advisorylock.Lock, error) {
 var _ advisorylock.Locker = (*Semaphore)(nil)
 
 // acquisition is one Lock or TryLock, as the slots' hooks see it: a slot's
-// TryLock runs on a context carrying it (acquisitionContext), so that the
-// semaphore reports one acquisition, its own, whichever slots it tried.
+// TryLock or Lock runs on a context carrying it (acquisitionContext), so that
+// the semaphore reports one acquisition, its own, whichever slots it tried.
+// The head may win two slots at once (one it took after an announcement, one
+// its wait in the server was granted): the first won is the acquisition's;
+// the other is released unseen by the hooks.
 type acquisition struct {
 	caller context.Context // the caller's context: the hold derives from it
 	actx   context.Context // what the hooks' AcquireStart returned, else caller
 	start  time.Time
-	// reported is set once the hooks' AcquireEnd has been called, by the hook
-	// of the slot won (see slotHook.AcquireEnd). The acquiring goroutine alone
-	// uses it: a slot's hooks run inside its TryLock.
-	reported bool
+
+	mu       sync.Mutex
+	won      *advisorylock.Lock // the first slot won
+	reported bool               // the hooks' AcquireEnd has been called
+	ended    bool               // the acquisition returned: a slot won now is not its
+}
+
+// win records that l was won, and reports whether it is the acquisition's
+// slot (the first won, before the acquisition ended).
+func (a *acquisition) win(l *advisorylock.Lock) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.won == nil && !a.ended {
+		a.won = l
+		return true
+	}
+	return false
+}
+
+// winner returns the acquisition's slot, or nil.
+func (a *acquisition) winner() *advisorylock.Lock {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.won
+}
+
+// end records that the acquisition returned, and reports whether the hooks'
+// AcquireEnd has been called.
+func (a *acquisition) end() (reported bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.ended = true
+	return a.reported
 }
 
 // acquisitionContext is a context that carries an acquisition.
@@ -82,13 +115,13 @@ func (s *Semaphore) acquire(ctx context.Context, try bool) (l *advisorylock.Lock
 	bound := s.bound(ctx, a.start)
 	if s.hooks != nil {
 		a.actx = s.hooks.AcquireStart(ctx, s.queue, advisorylock.AcquireStartData{Try: try, Timeout: bound})
-		defer func() {
-			if !a.reported {
-				s.hooks.AcquireEnd(a.actx, s.queue, advisorylock.AcquireEndData{
-					Outcome: outcomeOf(err), Wait: time.Since(a.start), Lock: l, Err: err})
-			}
-		}()
 	}
+	defer func() {
+		if !a.end() && s.hooks != nil {
+			s.hooks.AcquireEnd(a.actx, s.queue, advisorylock.AcquireEndData{
+				Outcome: outcomeOf(err), Wait: time.Since(a.start), Lock: l, Err: err})
+		}
+	}()
 	if err := ctx.Err(); err != nil {
 		return nil, s.errorf(op, err)
 	}
@@ -117,11 +150,11 @@ func (s *Semaphore) take(ctx context.Context, a *acquisition, dl time.Time, try 
 	if err := s.pool.QueryRow(ctx, s.sql.look).Scan(&text); err != nil {
 		return nil, err
 	}
-	queued, free, err := parseLook(text, s.base, s.n)
+	v, err := parseLook(text, s.base, s.n)
 	if err != nil {
 		return nil, err
 	}
-	if !queued && len(free) > 0 {
+	if free := v.free; !v.queued && len(free) > 0 {
 		// Start at a slot of its own, so that the acquisitions that look at
 		// once do not all try the same slot first.
 		first := int(s.next.Add(1) % uint32(len(free)))
@@ -156,11 +189,11 @@ func (s *Semaphore) wait(ctx context.Context, a *acquisition, dl time.Time) (*ad
 	}
 	defer q.leave()
 	for {
-		h, free, err := s.takeQueue(ctx, dl)
+		h, v, err := s.takeQueue(ctx, dl)
 		if err != nil {
 			return nil, err
 		}
-		l, err := h.serveOrLeave(ctx, a, dl, free)
+		l, err := h.serveOrLeave(ctx, a, dl, v)
 		switch {
 		case err == nil:
 			return l, nil
@@ -172,25 +205,42 @@ func (s *Semaphore) wait(ctx context.Context, a *acquisition, dl time.Time) (*ad
 	}
 }
 
-// spare opens, in the background, a connection of the pool for the slot the
-// waiter will take, when the pool has none idle and room for one: otherwise
-// the pool would open it in the middle of the hand-off, after the release is
-// announced (a connection's start-up costs several round trips, more with
-// SCRAM). It returns at once; the connection goes back to the pool idle.
+// spare opens, in the background, connections of the pool for the head's
+// wait on a slot and for a slot announced, when the pool has fewer than two
+// idle and room for more: otherwise the pool would open them in the middle
+// of the hand-off (a connection's start-up costs several round trips, more
+// with SCRAM). It returns at once; the connections go back to the pool idle.
+//
+// Each connection is opened by a goroutine of its own, which holds no other
+// while it waits for the pool, and gives up after spareTimeout: a spare must
+// never keep the head from the connection it needs.
 func (s *Semaphore) spare(ctx context.Context) {
-	if st := s.pool.Stat(); st.IdleConns() > 0 || st.TotalConns() >= st.MaxConns() {
-		return
+	st := s.pool.Stat()
+	for range min(2-int(st.IdleConns()), int(st.MaxConns()-st.TotalConns())) {
+		go func() {
+			ctx, cancel := context.WithTimeout(ctx, spareTimeout)
+			defer cancel()
+			if c, err := s.pool.Acquire(ctx); err == nil {
+				c.Release()
+			}
+		}()
 	}
-	go func() {
-		if c, err := s.pool.Acquire(ctx); err == nil {
-			c.Release()
-		}
-	}()
+}
+
+// spareTimeout bounds the wait of spare for the pool.
+const spareTimeout = time.Second
+
+// room reports whether the pool has n connections it may hand out (idle, or
+// to open) besides those acquired: the head waits on a slot only when the
+// pool can still give a connection to the slot taken after an announcement.
+func (s *Semaphore) room(n int32) bool {
+	st := s.pool.Stat()
+	return st.MaxConns()-st.AcquiredConns() >= n
 }
 
 // serveOrLeave is serve, then leave: in the background once a slot is won,
 // and before returning otherwise, also when serve panics (a hook's panic).
-func (h *head) serveOrLeave(ctx context.Context, a *acquisition, dl time.Time, free []int) (l *advisorylock.Lock, err error) {
+func (h *head) serveOrLeave(ctx context.Context, a *acquisition, dl time.Time, v view) (l *advisorylock.Lock, err error) {
 	background := false
 	defer func() {
 		if background {
@@ -199,7 +249,7 @@ func (h *head) serveOrLeave(ctx context.Context, a *acquisition, dl time.Time, f
 			h.leave()
 		}
 	}()
-	l, err = h.serve(ctx, a, dl, free)
+	l, err = h.serve(ctx, a, dl, v)
 	background = err == nil
 	return l, err
 }

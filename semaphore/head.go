@@ -58,17 +58,17 @@ type head struct {
 
 // takeQueue waits in the server for the queue key, until it is granted, ctx
 // is done or dl (if not zero) passes; then it starts listening and looks at
-// the slots. On success it returns the head and the slots the look found
-// free; on failure the connection holds nothing and is released.
-func (s *Semaphore) takeQueue(ctx context.Context, dl time.Time) (*head, []int, error) {
+// the slots. On success it returns the head and what the look found; on
+// failure the connection holds nothing and is released.
+func (s *Semaphore) takeQueue(ctx context.Context, dl time.Time) (*head, view, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("acquiring a connection: %w", err)
+		return nil, view{}, fmt.Errorf("acquiring a connection: %w", err)
 	}
 	pg := conn.Conn().PgConn()
 	if pg.ParameterStatus("in_hot_standby") == "on" {
 		conn.Release()
-		return nil, nil, advisorylock.ErrStandby
+		return nil, view{}, advisorylock.ErrStandby
 	}
 	s.spare(ctx)
 	h := &head{s: s, conn: conn}
@@ -76,7 +76,7 @@ func (s *Semaphore) takeQueue(ctx context.Context, dl time.Time) (*head, []int, 
 	if !dl.IsZero() {
 		if bound = time.Until(dl); bound <= 0 {
 			conn.Release()
-			return nil, nil, context.DeadlineExceeded
+			return nil, view{}, context.DeadlineExceeded
 		}
 		if bound > maxLockTimeout {
 			bound = 0 // the client alone enforces it
@@ -94,88 +94,126 @@ func (s *Semaphore) takeQueue(ctx context.Context, dl time.Time) (*head, []int, 
 	switch {
 	case interrupted != nil:
 		h.leave()
-		return nil, nil, joinCause(interrupted, err)
+		return nil, view{}, joinCause(interrupted, err)
 	case errors.As(err, &pgErr) && pgErr.Code == sqlstateLockNotAvailable:
 		h.leave()
-		return nil, nil, joinCause(context.DeadlineExceeded, err)
+		return nil, view{}, joinCause(context.DeadlineExceeded, err)
 	case err != nil:
 		h.leave()
-		return nil, nil, err
+		return nil, view{}, err
 	case len(rows) == 0:
 		// The backend is not the connection's own: nothing was locked.
 		conn.Release()
-		return nil, nil, advisorylock.ErrPooler
+		return nil, view{}, advisorylock.ErrPooler
 	}
 	h.old = string(rows[0][0])
-	free, err := h.look(ctx, s.sql.listen)
+	v, err := h.look(ctx, s.sql.listen)
 	if err != nil {
 		h.leave()
-		return nil, nil, err
+		return nil, view{}, err
 	}
-	return h, free, nil
+	return h, v, nil
 }
 
-// look runs sql, which ends with the look at the slots, and returns the free
-// ones. A failure because the session ended is errHeadLost.
-func (h *head) look(ctx context.Context, sql string) ([]int, error) {
+// look runs sql, which ends with the look at the slots, and returns what it
+// found. A failure because the session ended is errHeadLost.
+func (h *head) look(ctx context.Context, sql string) (view, error) {
 	pg := h.conn.Conn().PgConn()
 	results, err := pg.Exec(ctx, sql).ReadAll()
 	h.last = time.Now()
 	if err != nil {
 		if pg.IsClosed() && ctx.Err() == nil {
-			return nil, fmt.Errorf("%w: %w", errHeadLost, err)
+			return view{}, fmt.Errorf("%w: %w", errHeadLost, err)
 		}
-		return nil, err
+		return view{}, err
 	}
 	last := results[len(results)-1]
 	if len(last.Rows) != 1 || len(last.Rows[0]) != 1 {
-		return nil, errors.New("unexpected answer to the look at the slots")
+		return view{}, errors.New("unexpected answer to the look at the slots")
 	}
-	_, free, err := parseLook(string(last.Rows[0][0]), h.s.base, h.s.n)
-	return free, err
+	return parseLook(string(last.Rows[0][0]), h.s.base, h.s.n)
 }
 
-// serve heads the queue until it has a slot: it takes a free one, else waits
-// for an announced release or, at each recheck interval, looks again. It
-// fails with ctx's error, context.DeadlineExceeded once dl (if not zero)
-// passes, a slot's error, or errHeadLost when its session ends.
-func (h *head) serve(ctx context.Context, a *acquisition, dl time.Time, free []int) (*advisorylock.Lock, error) {
+// serve heads the queue until it has a slot. It takes a free one if there
+// is one; otherwise it waits in the server on the slot whose holder most
+// likely took it first (a slot's Mutex's Lock, on a connection of its own), and
+// meanwhile for the announcement of another slot's release, which it then
+// takes, or, at each recheck interval, looks again. It fails with ctx's
+// error, context.DeadlineExceeded once dl (if not zero) passes, a slot's
+// error, or errHeadLost when its session ends.
+func (h *head) serve(ctx context.Context, a *acquisition, dl time.Time, v view) (l *advisorylock.Lock, err error) {
 	s := h.s
 	conn := h.conn.Conn()
+	var w *slotWait // the wait in the server on the slot predicted to be freed first
+	defer func() {
+		if w != nil {
+			w.abandon(l)
+		}
+	}()
+	free := v.free
 	for {
 		for _, i := range free {
 			l, err := s.trySlot(ctx, a, i)
 			if err == nil {
-				return l, nil
+				return h.settle(a, l), nil
 			}
 			if !errors.Is(err, advisorylock.ErrLocked) {
 				return nil, err
 			}
 		}
 		free = nil
+		if w != nil {
+			select {
+			case <-w.done:
+				if w.err == nil {
+					return h.settle(a, w.l), nil
+				}
+				if err := ctx.Err(); err != nil {
+					return nil, err
+				}
+				// The wait ran out its lease (see waitSlot) and starts again;
+				// or it failed (its connection broke, say): announcements and
+				// rechecks go on, and the next look may start another.
+				if !errors.Is(w.err, context.DeadlineExceeded) {
+					v.oldest = -1
+				}
+				w = nil
+			default:
+			}
+		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
+		}
+		if w == nil && v.oldest >= 0 && s.room(2) {
+			w = h.waitSlot(ctx, a, dl, v.oldest)
 		}
 		next := h.last.Add(s.cfg.recheck)
 		if !time.Now().Before(next) {
 			// The recheck, due even while announcements keep coming: it also
 			// keeps the session's lease.
-			var err error
-			if free, err = h.look(ctx, s.sql.look); err != nil {
+			if v, err = h.look(ctx, s.sql.look); err != nil {
 				return nil, err
 			}
+			free = v.free
 			continue
 		}
 		if !dl.IsZero() && dl.Before(next) {
 			next = dl
 		}
 		wctx, cancel := context.WithDeadline(ctx, next)
+		var stop func() bool
+		if w != nil {
+			stop = context.AfterFunc(w.ctx, cancel) // the wait on the slot ended
+		}
 		n, err := conn.WaitForNotification(wctx)
 		timedOut := wctx.Err() != nil
+		if stop != nil {
+			stop()
+		}
 		cancel()
 		switch {
 		case err == nil:
-			if i, ok := s.parseAnnouncement(n); ok {
+			if i, ok := s.parseAnnouncement(n); ok && (w == nil || i != w.slot) {
 				free = []int{i}
 			}
 		case ctx.Err() != nil:
@@ -185,8 +223,77 @@ func (h *head) serve(ctx context.Context, a *acquisition, dl time.Time, free []i
 		case !dl.IsZero() && !time.Now().Before(dl):
 			return nil, context.DeadlineExceeded
 		}
-		// Otherwise the recheck is due: the next turn runs it.
+		// Otherwise the wait on the slot ended, or the recheck is due: the
+		// next turn sees to it.
 	}
+}
+
+// settle returns the acquisition's slot once l was won: l, unless a slot was
+// won before it (by the wait in the server, while the head took l), in which
+// case l, unseen by the hooks, is released in the background.
+func (h *head) settle(a *acquisition, l *advisorylock.Lock) *advisorylock.Lock {
+	won := a.winner()
+	if won == l {
+		return l
+	}
+	go release(l)
+	return won
+}
+
+// release unlocks a slot won besides the acquisition's own, which announces
+// it.
+func release(l *advisorylock.Lock) {
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	_ = l.Unlock(ctx)
+}
+
+// A slotWait is the head's wait in the server on one slot, through its
+// Mutex's Lock, in a goroutine of its own.
+type slotWait struct {
+	slot   int
+	ctx    context.Context // done once the wait has ended
+	cancel context.CancelFunc
+	done   chan struct{} // closed once the wait has ended; then l and err are set
+	l      *advisorylock.Lock
+	err    error
+}
+
+// waitSlot starts waiting in the server on slot i. The server grants the
+// slot to the head the moment its holder releases it (or its session ends),
+// with no announcement to wait for. The wait is bounded, by lock_timeout,
+// to the head's lease (and to dl): a head whose process stops or whose
+// network goes silent stops waiting on the slot too, in the server, and is
+// not granted it afterwards; a live head starts it again.
+func (h *head) waitSlot(ctx context.Context, a *acquisition, dl time.Time, i int) *slotWait {
+	until := time.Now().Add(leaseFactor * h.s.cfg.recheck)
+	if !dl.IsZero() && dl.Before(until) {
+		until = dl
+	}
+	wctx, cancel := context.WithDeadline(ctx, until)
+	w := &slotWait{slot: i, done: make(chan struct{})}
+	var end context.CancelFunc
+	w.ctx, end = context.WithCancel(context.Background())
+	w.cancel = cancel
+	go func() {
+		defer end()
+		defer close(w.done)
+		w.l, w.err = h.s.slots[i].Lock(&acquisitionContext{Context: wctx, a: a})
+	}()
+	return w
+}
+
+// abandon ends the wait once the head has returned keep (nil on failure): it
+// is cancelled and, in the background, a slot it won all the same, unless
+// it is keep, is released (which announces it).
+func (w *slotWait) abandon(keep *advisorylock.Lock) {
+	w.cancel()
+	go func() {
+		<-w.done
+		if w.l != nil && w.l != keep {
+			release(w.l)
+		}
+	}()
 }
 
 // parseAnnouncement returns the slot a notification announces free.

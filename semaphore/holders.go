@@ -35,7 +35,11 @@ func (s *Semaphore) Holders(ctx context.Context) ([]Holder, error) {
 			return nil, s.relabel("holders", err)
 		}
 		for _, h := range hs {
-			out = append(out, Holder{Holder: h, Slot: i})
+			// A session awaiting a slot is the head of the queue, which waits
+			// on the slot held longest, and shows below as the head.
+			if h.Granted {
+				out = append(out, Holder{Holder: h, Slot: i})
+			}
 		}
 	}
 	hs, err := s.queue.Holders(ctx)

@@ -39,17 +39,23 @@ func (h *slotHook) AcquireStart(ctx context.Context, _ *advisorylock.Mutex, _ ad
 	return ctx
 }
 
-// AcquireEnd implements advisorylock.Hook: a slot won ends the semaphore's
-// acquisition.
+// AcquireEnd implements advisorylock.Hook: the slot won first ends the
+// semaphore's acquisition.
 func (h *slotHook) AcquireEnd(ctx context.Context, _ *advisorylock.Mutex, data advisorylock.AcquireEndData) {
 	a := acquisitionOf(ctx)
-	if a == nil || h.s.hooks == nil || data.Outcome != advisorylock.OutcomeAcquired {
+	if a == nil || data.Outcome != advisorylock.OutcomeAcquired || !a.win(data.Lock) || h.s.hooks == nil {
 		return
 	}
+	a.mu.Lock()
 	a.reported = true
+	a.mu.Unlock()
 	h.s.hooks.AcquireEnd(a.actx, h.s.queue, advisorylock.AcquireEndData{
 		Outcome: advisorylock.OutcomeAcquired, Wait: time.Since(a.start), Lock: data.Lock})
 }
+
+// unseenKey marks the hold context of a slot won besides the acquisition's
+// own, which is released unseen by the hooks.
+type unseenKey struct{}
 
 // HoldStart implements advisorylock.HoldHook. The context it returns is the
 // hold's: WithLock's function runs on a context derived from it. It derives
@@ -57,6 +63,9 @@ func (h *slotHook) AcquireEnd(ctx context.Context, _ *advisorylock.Mutex, data a
 // carries the acquisition's bound.
 func (h *slotHook) HoldStart(ctx context.Context, l *advisorylock.Lock, data advisorylock.HoldStartData) context.Context {
 	if a := acquisitionOf(ctx); a != nil {
+		if a.winner() != l {
+			return context.WithValue(a.caller, unseenKey{}, true)
+		}
 		ctx, data = a.caller, advisorylock.HoldStartData{Wait: time.Since(a.start), AcquireContext: a.actx}
 	}
 	if h.s.hold != nil {
@@ -69,14 +78,14 @@ func (h *slotHook) HoldStart(ctx context.Context, l *advisorylock.Lock, data adv
 // and the head of the queue is told, also when a hook panics.
 func (h *slotHook) HoldEnd(ctx context.Context, l *advisorylock.Lock, data advisorylock.HoldEndData) {
 	defer h.s.announce(h.slot)
-	if h.s.hold != nil {
+	if h.s.hold != nil && ctx.Value(unseenKey{}) == nil {
 		h.s.hold.HoldEnd(ctx, l, data)
 	}
 }
 
 // LockLost implements advisorylock.LostHook.
 func (h *slotHook) LockLost(ctx context.Context, l *advisorylock.Lock, data advisorylock.LostData) {
-	if h.s.lost != nil {
+	if h.s.lost != nil && ctx.Value(unseenKey{}) == nil {
 		h.s.lost.LockLost(ctx, l, data)
 	}
 }

@@ -219,7 +219,7 @@ func TestWithLock_context(t *testing.T) {
 		if hooks {
 			opts = append(opts, semaphore.WithHooks(&recorder{}))
 		}
-		s := semaphore.New(newPool(t, dsn), "with-lock", 1, append(opts, semaphore.WithTimeout(50*time.Millisecond))...)
+		s := semaphore.New(newPool(t, dsn), "with-lock", 1, append(opts, semaphore.WithTimeout(5*time.Second))...)
 		ctx := context.WithValue(t.Context(), callerKey{}, "caller")
 		got, err := advisorylock.WithLock(ctx, s, func(ctx context.Context) (string, error) {
 			if ctx.Value(callerKey{}) != "caller" {

@@ -100,3 +100,40 @@ func TestLock_handoff(t *testing.T) {
 	}
 	release(t, r.l)
 }
+
+// A release the head does not wait on in the server is announced: with two
+// slots held, the head waits on the older one, and takes the younger, which
+// is released first, after its announcement; its wait on the older slot is
+// given up, and that slot, released later, goes to the next waiter.
+func TestLock_announcedHandoff(t *testing.T) {
+	t.Parallel()
+	dsn := testDB(t)
+	admin := newPool(t, dsn)
+	holder := semaphore.New(newPool(t, dsn), "announced", 2)
+	older := mustLock(t, holder)
+	awaitLocks(t, admin, "granted", 1)
+	younger := mustLock(t, holder)
+	w1 := semaphore.New(newPool(t, dsn), "announced", 2, semaphore.WithRecheck(time.Hour))
+	ch := lockAsync(t, t.Context(), w1)
+	awaitQueued(t, admin, holder, 1)
+	awaitLocks(t, admin, "not granted and "+keyCond(holder.SlotKey(holder.Slot(older))), 1)
+	release(t, younger)
+	r := await(t, ch, awaitTimeout, "waiter")
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if got, want := w1.Slot(r.l), holder.Slot(younger); got != want {
+		t.Errorf("waiter took slot %d; want %d, the one released", got, want)
+	}
+	// Its wait on the older slot is over.
+	awaitLocks(t, admin, "not granted and "+keyCond(holder.SlotKey(holder.Slot(older))), 0)
+	ch2 := lockAsync(t, t.Context(), semaphore.New(newPool(t, dsn), "announced", 2, semaphore.WithRecheck(time.Hour)))
+	awaitQueued(t, admin, holder, 1)
+	release(t, older)
+	r2 := await(t, ch2, awaitTimeout, "second waiter")
+	if r2.err != nil {
+		t.Fatal(r2.err)
+	}
+	release(t, r.l)
+	release(t, r2.l)
+}

@@ -16,7 +16,9 @@ import (
 type statements struct {
 	// look lists, as "k,l,…", the keys that pg_locks shows held or awaited
 	// in the current database among those that share the semaphore's
-	// classids (see parseLook). One row, one text column.
+	// classids, a held key as its bigint and an awaited one with a "w"
+	// before it; held keys come first, those whose sessions last ran a
+	// statement longest ago first (see parseLook). One row, one text column.
 	look string
 	// listen makes the session a listener on the channel, commits that, then
 	// looks: a release announced after the look is delivered to the session.
@@ -35,8 +37,11 @@ func newStatements(b uint64, n int, channelName string) statements {
 	// bits): the second when the sum carries. pg_locks shows a bigint key as
 	// two unsigned oids, whose bits the shift and or put back together.
 	c1, c2 := strconv.FormatUint(b>>32, 10), strconv.FormatUint((b+uint64(n))>>32, 10)
-	look := `select coalesce(pg_catalog.string_agg(((l.classid::int8 << 32) | l.objid::int8)::text, ','), '')
-	from pg_catalog.pg_locks l
+	// A holder's session that last ran a statement longest ago most likely
+	// took its slot longest ago: its lock statement is usually its last.
+	look := `select coalesce(pg_catalog.string_agg(case when l.granted then '' else 'w' end || ((l.classid::int8 << 32) | l.objid::int8)::text, ','
+		order by l.granted desc, a.state_change nulls last), '')
+	from pg_catalog.pg_locks l left join pg_catalog.pg_stat_activity a on a.pid = l.pid
 	where l.locktype = 'advisory' and l.objsubid = 1 and l.classid::int8 in (` + c1 + `, ` + c2 + `)
 		and l.database = (select oid from pg_catalog.pg_database where datname = pg_catalog.current_database())`
 	classid, objid := strconv.FormatUint(b>>32, 10), strconv.FormatUint(b&0xffffffff, 10)
@@ -96,26 +101,41 @@ func millis(d time.Duration) int64 {
 	return max(int64((d+time.Millisecond-1)/time.Millisecond), 1)
 }
 
+// A view is what look found: whether others queue, the free slots, in order,
+// and the slot whose holder most likely took it first.
+type view struct {
+	queued bool
+	free   []int
+	oldest int // -1 when no slot is held
+}
+
 // parseLook reads look's answer for the semaphore whose queue key is b, of n
-// slots: the queue is busy (held or awaited), and the slots that are free, in
-// order.
-func parseLook(text string, b uint64, n int) (queued bool, free []int, err error) {
+// slots.
+func parseLook(text string, b uint64, n int) (view, error) {
+	v := view{oldest: -1}
 	busy := make([]bool, n+1)
 	if text != "" {
 		for _, f := range strings.Split(text, ",") {
-			k, err := strconv.ParseInt(f, 10, 64)
+			waiter := strings.HasPrefix(f, "w")
+			k, err := strconv.ParseInt(strings.TrimPrefix(f, "w"), 10, 64)
 			if err != nil {
-				return false, nil, errors.New("unexpected answer from pg_locks: " + strconv.Quote(text))
+				return view{}, errors.New("unexpected answer from pg_locks: " + strconv.Quote(text))
 			}
-			if d := uint64(k) - b; d <= uint64(n) {
-				busy[d] = true // the queue's key (0) or a slot's (1+i); others are not the semaphore's
+			d := uint64(k) - b
+			if d > uint64(n) {
+				continue // not the semaphore's: another key of the same classid
+			}
+			busy[d] = true // the queue's key (0) or a slot's (1+i)
+			if d > 0 && !waiter && v.oldest < 0 {
+				v.oldest = int(d) - 1
 			}
 		}
 	}
 	for i := 1; i <= n; i++ {
 		if !busy[i] {
-			free = append(free, i-1)
+			v.free = append(v.free, i-1)
 		}
 	}
-	return busy[0], free, nil
+	v.queued = busy[0]
+	return v, nil
 }

@@ -114,34 +114,44 @@ func TestLock_deadHolderFoundByRecheck(t *testing.T) {
 }
 
 // A head whose network goes silent holds the queue up for its lease only:
-// the server ends its session, and the next waiter takes the slot while the
-// first is still cut off. The first queues again once its network is back.
+// the server ends its session, and the next waiter takes a slot released
+// while the first is still cut off. The frozen head's wait in the server on
+// the slot held longest ends too (lock_timeout), so that slot, released, goes
+// to the next waiter as well. The first queues again once its network is
+// back.
 func TestLock_frozenHeadLease(t *testing.T) {
 	t.Parallel()
 	srv := pgtest.Require(t)
 	dsn := testDB(t)
 	admin := newPool(t, dsn)
-	holder := semaphore.New(newPool(t, dsn), "lease", 1)
-	l := mustLock(t, holder)
+	holder := semaphore.New(newPool(t, dsn), "lease", 2)
+	older := mustLock(t, holder)
+	awaitLocks(t, admin, "granted", 1)
+	younger := mustLock(t, holder)
 	proxy, frozenPool := srv.ProxiedPool(t, dsn)
-	frozen := lockAsync(t, t.Context(), semaphore.New(frozenPool, "lease", 1, semaphore.WithRecheck(100*time.Millisecond)))
+	frozen := lockAsync(t, t.Context(), semaphore.New(frozenPool, "lease", 2, semaphore.WithRecheck(100*time.Millisecond)))
 	awaitQueued(t, admin, holder, 1)
-	next := lockAsync(t, t.Context(), semaphore.New(newPool(t, dsn), "lease", 1, semaphore.WithRecheck(time.Hour)))
+	// The head waits in the server on the slot held longest.
+	awaitLocks(t, admin, "not granted and "+keyCond(holder.SlotKey(holder.Slot(older))), 1)
+	next := lockAsync(t, t.Context(), semaphore.New(newPool(t, dsn), "lease", 2, semaphore.WithRecheck(time.Hour)))
 	awaitQueued(t, admin, holder, 2)
 	proxy.Freeze()
-	release(t, l)
+	release(t, younger)
 	r := await(t, next, awaitTimeout, "the waiter behind the frozen head")
 	if r.err != nil {
 		t.Fatalf("waiter behind the frozen head: %v", r.err)
 	}
+	// The frozen head's wait on the older slot has ended in the server.
+	awaitLocks(t, admin, "not granted and "+keyCond(holder.SlotKey(holder.Slot(older))), 0)
 	notYet(t, frozen, "the frozen head")
 	proxy.Thaw()
-	release(t, r.l)
-	r = await(t, frozen, awaitTimeout, "the head, thawed")
-	if r.err != nil {
-		t.Fatalf("head, thawed: %v", r.err)
+	release(t, older)
+	r2 := await(t, frozen, awaitTimeout, "the head, thawed")
+	if r2.err != nil {
+		t.Fatalf("head, thawed: %v", r2.err)
 	}
 	release(t, r.l)
+	release(t, r2.l)
 }
 
 // Goroutines of one process wait behind one of them: one pooled connection
@@ -164,8 +174,9 @@ func TestLock_inProcessQueue(t *testing.T) {
 	}
 	awaitQueued(t, admin, s, 1)
 	// The goroutines look at the slots first, each on a connection for a
-	// moment; then one waits in the server and the others in the process.
-	awaitAcquired(t, pool, 1)
+	// moment; then one heads the queue (listening, and waiting in the server
+	// on a slot) and the others wait in the process.
+	awaitAcquired(t, pool, 2)
 	if err := pool.Ping(t.Context()); err != nil {
 		t.Errorf("an unrelated query on the waiters' pool: %v", err)
 	}

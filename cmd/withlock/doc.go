@@ -78,8 +78,9 @@
 // PG_CONNECTION_STRING, else from the libpq environment alone (PGHOST, PGPORT,
 // PGUSER, PGDATABASE, PGPASSWORD, PGSERVICE, PGSSLMODE, ...), as psql reads
 // it. As with libpq, the PG* variables also fill in whatever a connection
-// string leaves out. withlock uses at most two connections, named
-// "withlock" (application_name) unless the settings name them. No message
+// string leaves out. withlock uses at most two connections (three with
+// --slots), named "withlock" (application_name) unless the settings name
+// them. No message
 // of withlock ever shows a password or a connection string.
 //
 // A password in --db is visible to every local user, in ps and /proc, for as

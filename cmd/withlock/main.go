@@ -96,6 +96,9 @@ func run(args []string) int {
 		a.say("%v", err)
 		return exitUsage
 	}
+	if o.slots > 0 {
+		cfg.MaxConns = slotsMaxConns
+	}
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		a.say("%v", err)

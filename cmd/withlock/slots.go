@@ -19,6 +19,11 @@ import (
 // --slots N runs the command under a slot of the semaphore of N slots called
 // by the lock name (package semaphore): at most N such commands run at once.
 
+// slotsMaxConns sizes the pool with --slots: a waiter at the head of the
+// queue uses one connection to listen, one to wait in the server on the slot
+// held longest, and one to take a slot whose release was announced.
+const slotsMaxConns = 3
+
 // parseSlots parses --slots's value.
 func parseSlots(v string) (int, error) {
 	n, err := strconv.Atoi(v)
