@@ -42,17 +42,27 @@
 // Otherwise Lock queues. The wait happens in the server: on a pooled
 // connection of its own, in pg_advisory_lock on the queue key, which the
 // server grants in the order the waiters asked. The holder of the queue key
-// heads the queue, and it alone takes slots: its session listens on the
-// semaphore's channel (LISTEN), then looks at the slots, then waits for a
-// notification. Every release of a slot is announced on that channel
-// (pg_notify, with the slot's number) by the process that releases it, once
-// the server has freed the slot: [advisorylock.Lock.Unlock] of a slot costs
-// two round trips, the unlock and the announcement. The head then takes the
-// slot announced (one round trip) and gives the queue key up, and the next
-// waiter heads the queue. A hand-off costs about three round trips from the
-// holder's Unlock to the waiter's Lock returning: the unlock, the
-// announcement, and the waiter taking the slot. Nobody polls: between
-// announcements the head sends one query per recheck interval, below.
+// heads the queue, and it alone takes slots. Its session listens on the
+// semaphore's channel (LISTEN), then looks at the slots. If none is free, it
+// waits in the server, on a second connection, on the slot whose holder most
+// likely took it first (the one whose session has been idle longest: its
+// lock statement was usually its last), and meanwhile for a notification.
+// Every release of a slot is announced on the channel (pg_notify, with the
+// slot's number) by the process that releases it, once the server has freed
+// the slot: [advisorylock.Lock.Unlock] of a slot costs two round trips, the
+// unlock and the announcement. When the slot the head waits on is released,
+// the server grants it to the head at once, as it grants a Mutex to its next
+// waiter; when another is, the head takes it after its announcement (one
+// round trip) and gives up its wait. Then it gives the queue key up, and the
+// next waiter heads the queue. Nobody polls: between announcements the head
+// sends one query per recheck interval, below. The head waits on a slot
+// only when its pool can still give a connection to a slot announced.
+//
+// A hand-off, from the holder's Unlock to the waiter's Lock returning, costs
+// about what a Mutex's costs when the head waited on the slot released (the
+// unlock's round trip, the grant, and the waiter's work), and about three
+// round trips otherwise: the unlock, the announcement, and the waiter taking
+// the slot.
 //
 // Within one process, the goroutines waiting for one semaphore on one pool
 // queue in the process behind one of them, which alone waits in the server:
@@ -65,12 +75,13 @@
 // # Sessions that die
 //
 // A slot whose holder's session ends (a crash, a SIGKILL, a terminated
-// backend, a restart) is freed by the server. When the holder's process
-// notices (see [advisorylock.WithKeepalive]) it announces the loss as a
-// release. Otherwise the head finds the slot at its next look: it looks at
-// the slots once per recheck interval ([WithRecheck], [DefaultRecheck] 1s)
-// when no release is announced, so such a slot is taken within one interval
-// of the server freeing it.
+// backend, a restart) is freed by the server. If the head waits on it, the
+// server grants it at once. When the holder's process notices the loss (see
+// [advisorylock.WithKeepalive]) it announces it as a release. Otherwise the
+// head finds the slot at its next look: it looks at the slots once per
+// recheck interval ([WithRecheck], [DefaultRecheck] 1s) when no release is
+// announced, so such a slot is taken within one interval of the server
+// freeing it.
 //
 // The head of the queue holds it up while it heads it, so its session has a
 // lease: the statement that waits for the queue key sets the session's
@@ -78,11 +89,15 @@
 // set back before the connection returns to the pool). The head's looks keep
 // its session busy; a head whose process stops or whose network goes silent
 // is ended by the server after three intervals, which frees the queue for
-// the next waiter. A waiter whose process is stalled that long while heading
-// the queue notices its session gone and queues again. The lease does not
-// apply to a slot's holder: a slot held by a frozen process stays held until
-// its session ends, as a Mutex's lock does (see the advisorylock package
-// documentation on the window you must plan for).
+// the next waiter. Its wait on a slot is bounded by the same lease
+// (lock_timeout, which the server enforces) and started again by a live
+// head, so that a stopped head stops waiting there too: it can be granted a
+// slot only within one lease of its last sign of life. A waiter whose process
+// is stalled that long while heading the queue notices its session gone and
+// queues again. The lease does not apply to a slot's holder: a slot held by
+// a frozen process stays held until its session ends, as a Mutex's lock does
+// (see the advisorylock package documentation on the window you must plan
+// for).
 //
 // # Safety
 //
@@ -110,9 +125,10 @@
 // queue key as an unsigned decimal, and idle_session_timeout, which any role
 // may set (PostgreSQL 14 or later). Connections, from the Semaphore's pool: one
 // for each slot held (none with [advisorylock.LockSessions] through
-// [WithSlotOptions]), one per process while it waits (the head's or the
-// waiter's), and one for a moment to look at the slots or to announce a
-// release.
+// [WithSlotOptions]); one per process while it waits in the queue; at the
+// head, two (one listening, one waiting on a slot: none with lock sessions)
+// and one to take a slot announced, which it opens while it waits; and one
+// for a moment to look at the slots or to announce a release.
 //
 // The waits and the head's session are session-level: behind a pooler in
 // transaction mode (PgBouncer's pool_mode=transaction) Lock fails with
