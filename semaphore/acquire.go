@@ -12,9 +12,10 @@ import (
 // Lock acquires a slot, blocking until one is free and the waiters that came
 // before have theirs, the [WithTimeout] bound passes or ctx is done. The wait
 // happens in the server: in its queue for the queue key, then, at the head of
-// the queue, for a release announced by the process that releases a slot (see
-// the package documentation); no waiter polls, but the head looks at the
-// slots once per recheck interval ([WithRecheck]). It returns the slot's
+// the queue, on the slot held longest and for the release of another, which
+// the releasing process announces (see the package documentation); no waiter
+// polls, but the head looks at the slots once per recheck interval
+// ([WithRecheck]). It returns the slot's
 // Lock: release it with its Unlock, which also announces the release to the
 // waiters (two round trips), and watch it with Done and Err as any Lock. On
 // failure it holds nothing and returns an error matching
