@@ -155,7 +155,7 @@ func (h *head) serve(ctx context.Context, a *acquisition, dl time.Time, v view) 
 		for _, i := range free {
 			l, err := s.trySlot(ctx, a, i)
 			if err == nil {
-				return h.settle(a, l), nil
+				return h.settle(a, l, w), nil
 			}
 			if !errors.Is(err, advisorylock.ErrLocked) {
 				return nil, err
@@ -166,7 +166,7 @@ func (h *head) serve(ctx context.Context, a *acquisition, dl time.Time, v view) 
 			select {
 			case <-w.done:
 				if w.err == nil {
-					return h.settle(a, w.l), nil
+					return h.settle(a, w.l, w), nil
 				}
 				if err := ctx.Err(); err != nil {
 					return nil, err
@@ -229,15 +229,16 @@ func (h *head) serve(ctx context.Context, a *acquisition, dl time.Time, v view) 
 }
 
 // settle returns the acquisition's slot once l was won: l, unless a slot was
-// won before it (by the wait in the server, while the head took l), in which
-// case l, unseen by the hooks, is released in the background.
-func (h *head) settle(a *acquisition, l *advisorylock.Lock) *advisorylock.Lock {
-	won := a.winner()
-	if won == l {
+// won before it by w, the wait in the server, while the head took l. Then l,
+// unseen by the hooks, is released in the background, and w's slot is
+// returned once w's Lock has returned it (and so has set it up to be held).
+func (h *head) settle(a *acquisition, l *advisorylock.Lock, w *slotWait) *advisorylock.Lock {
+	if won := a.winner(); won == l || w == nil {
 		return l
 	}
 	go release(l)
-	return won
+	<-w.done
+	return w.l
 }
 
 // release unlocks a slot won besides the acquisition's own, which announces
