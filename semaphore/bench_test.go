@@ -47,7 +47,10 @@ func median(xs []time.Duration) time.Duration {
 // BenchmarkHandoff measures the hand-off of a semaphore's slot from a holder
 // to a waiter, next to a Mutex's in the same run: two holders, each on a pool
 // of its own (as two processes), pass one slot (or the lock) back and forth,
-// each holding it for a millisecond while the other waits. A hand-off is the
+// each holding it for a millisecond while the other waits. In "semaphore"
+// the waiter, heading the queue, waits in the server on that slot; in
+// "semaphore-announced" it waits on another slot, held all along by a third
+// process, and takes the one passed around after its release is announced. A hand-off is the
 // time from the moment the holder calls Unlock to the moment the waiter's
 // Lock returns to it, as in the bench module. Reported: its median in round
 // trips (rt/handoff, the `select 1` round trip of the same run after a
@@ -65,15 +68,29 @@ func BenchmarkHandoff(b *testing.B) {
 	for _, c := range []struct {
 		name string
 		new  func(*pgxpool.Pool, advisorylock.Hook) locker
+		// held: another process holds a slot, taken first, all along: the
+		// head waits in the server on it, and the hand-offs of the other slot
+		// go by announcement.
+		held bool
 	}{
 		{"semaphore", func(p *pgxpool.Pool, h advisorylock.Hook) locker {
 			return semaphore.New(p, "handoff", 1, semaphore.WithHooks(h))
-		}},
+		}, false},
+		{"semaphore-announced", func(p *pgxpool.Pool, h advisorylock.Hook) locker {
+			return semaphore.New(p, "handoff-announced", 2, semaphore.WithHooks(h))
+		}, true},
 		{"mutex", func(p *pgxpool.Pool, h advisorylock.Hook) locker {
 			return advisorylock.New(p, "handoff", advisorylock.WithHooks(h))
-		}},
+		}, false},
 	} {
 		b.Run(c.name, func(b *testing.B) {
+			if c.held {
+				l, err := semaphore.New(pgtest.NewPool(b, dsn), "handoff-announced", 2).Lock(context.Background())
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer l.Unlock(context.Background())
+			}
 			var mu sync.Mutex
 			var handoffs, fromUnlocked []time.Duration
 			var releasing time.Time // when the last holder called Unlock
@@ -145,7 +162,7 @@ func BenchmarkHandoff(b *testing.B) {
 			m := median(handoffs)
 			b.ReportMetric(float64(m)/float64(rtt), "rt/handoff")
 			b.ReportMetric(float64(m.Microseconds()), "µs/handoff")
-			if c.name == "semaphore" { // a Mutex's waiter is granted as the releaser's unlock is
+			if c.name != "mutex" { // a Mutex's waiter is granted as the releaser's unlock is
 				b.ReportMetric(float64(median(fromUnlocked))/float64(rtt), "rt/from-unlocked")
 			}
 			b.ReportMetric(0, "ns/op")
