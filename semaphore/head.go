@@ -165,6 +165,12 @@ func (h *head) serve(ctx context.Context, a *acquisition, dl time.Time, v view) 
 		if w != nil {
 			select {
 			case <-w.done:
+				if p := w.panicked; p != nil {
+					// A hook panicked in the wait's goroutine: the slot's Mutex
+					// released the slot; the panic goes on to the caller.
+					w = nil
+					panic(p)
+				}
 				if w.err == nil {
 					return h.settle(a, w.l, w), nil
 				}
@@ -255,9 +261,12 @@ type slotWait struct {
 	slot   int
 	ctx    context.Context // done once the wait has ended
 	cancel context.CancelFunc
-	done   chan struct{} // closed once the wait has ended; then l and err are set
+	done   chan struct{} // closed once the wait has ended; then l, err and panicked are set
 	l      *advisorylock.Lock
 	err    error
+	// panicked is what a hook's panic in the Lock call was recovered with,
+	// for the head to panic with in its caller's goroutine.
+	panicked any
 }
 
 // waitSlot starts waiting in the server on slot i. The server grants the
@@ -279,6 +288,7 @@ func (h *head) waitSlot(ctx context.Context, a *acquisition, dl time.Time, i int
 	go func() {
 		defer end()
 		defer close(w.done)
+		defer func() { w.panicked = recover() }()
 		w.l, w.err = h.s.slots[i].Lock(&acquisitionContext{Context: wctx, a: a})
 	}()
 	return w

@@ -274,3 +274,42 @@ func mustInt64(k advisorylock.Key) int64 {
 func channelOf(s *semaphore.Semaphore) string {
 	return "advisorylock.semaphore." + uitoa(uint64(mustInt64(s.QueueKey())))
 }
+
+// panicHook panics in HoldStart.
+type panicHook struct{ recorder }
+
+var errBoom = errors.New("boom")
+
+func (h *panicHook) HoldStart(context.Context, *advisorylock.Lock, advisorylock.HoldStartData) context.Context {
+	panic(errBoom)
+}
+
+// A hook that panics leaves no slot held and no queue key held, and its
+// panic reaches the caller of Lock, also when it panics in the head's wait on
+// a slot, which runs in a goroutine of its own. testDB and newPool check
+// that nothing is left locked or acquired.
+func TestHooks_panic(t *testing.T) {
+	t.Parallel()
+	dsn := testDB(t)
+	admin := newPool(t, dsn)
+	s := semaphore.New(newPool(t, dsn), "panic", 1, semaphore.WithHooks(&panicHook{}))
+	lock := func() (r any) {
+		defer func() { r = recover() }()
+		l, err := s.Lock(t.Context())
+		t.Errorf("Lock returned %v, %v; want a panic", l, err)
+		return nil
+	}
+	if r := lock(); r != errBoom {
+		t.Errorf("free slot: recovered %v; want the hook's panic", r)
+	}
+	held := mustLock(t, semaphore.New(newPool(t, dsn), "panic", 1))
+	done := make(chan any, 1)
+	go func() { done <- lock() }()
+	awaitQueued(t, admin, s, 1)
+	awaitLocks(t, admin, "not granted and "+keyCond(s.SlotKey(0)), 1)
+	release(t, held)
+	if r := await(t, done, awaitTimeout, "Lock"); r != errBoom {
+		t.Errorf("waiting: recovered %v; want the hook's panic", r)
+	}
+	awaitLocks(t, admin, "true", 0)
+}
