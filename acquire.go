@@ -53,7 +53,7 @@ func (m *Mutex) lockHooked(ctx context.Context, try bool) (*Lock, error) {
 		}
 	}()
 	l.acquired = time.Now()
-	l.hold(m.hooks.HoldStart(ctx, l, HoldStartData{Wait: l.acquired.Sub(start), AcquireContext: actx}))
+	l.hold(m.hooks.HoldStart(ctx, l, HoldStartData{Wait: l.acquired.Sub(start), AcquireContext: actx, Token: l.token}))
 	started = true
 	return l, nil
 }
@@ -68,7 +68,7 @@ func (m *Mutex) acquireReported(actx context.Context, start time.Time, try bool)
 				l.abandon()
 			}
 		}()
-		m.hooks.AcquireEnd(actx, m, AcquireEndData{Outcome: outcomeOf(err), Wait: time.Since(start), Lock: l, Err: err})
+		m.hooks.AcquireEnd(actx, m, AcquireEndData{Outcome: outcomeOf(err), Wait: time.Since(start), Lock: l, Token: l.Token(), Err: err})
 		reported = true
 	}()
 	return m.acquire(actx, try)
@@ -120,6 +120,12 @@ func (m *Mutex) acquire(ctx context.Context, try bool) (*Lock, error) {
 			return nil, m.errorf(op, context.DeadlineExceeded)
 		}
 	}
+	if m.fence != nil {
+		var err error
+		if bound, err = m.ensureFencing(ctx, bound); err != nil {
+			return nil, m.errorf(op, err)
+		}
+	}
 	if (try && m.cfg.mode == ModeShared) || len(m.keys) > 1 {
 		// A shared TryLock never waits, so it has no wait to coalesce. Sets
 		// overlap other sets and single keys in ways a per-key queue cannot
@@ -159,7 +165,10 @@ func tryOp(try bool) string {
 
 // take takes the lock where m keeps its locks: on lock sessions, or on a
 // pooled connection.
-func (m *Mutex) take(ctx context.Context, bound time.Duration, try bool) (*Lock, error) {
+func (m *Mutex) take(ctx context.Context, bound time.Duration, try bool) (_ *Lock, err error) {
+	if m.fence != nil {
+		defer func() { m.fence.forget(err) }()
+	}
 	if m.sessions != nil {
 		return m.acquireOnSessions(ctx, bound, try)
 	}
@@ -234,7 +243,7 @@ func (m *Mutex) acquireConn(ctx context.Context, bound time.Duration, try bool) 
 	if m.cfg.scope == ScopeTransaction {
 		ok, err = m.acquireTx(ctx, l, bound, try)
 	} else {
-		ok, err = m.acquireSession(ctx, conn, bound, try)
+		ok, err = m.acquireSession(ctx, conn, bound, try, &l.token)
 	}
 	if err != nil {
 		return nil, err
@@ -245,9 +254,10 @@ func (m *Mutex) acquireConn(ctx context.Context, bound time.Duration, try bool) 
 	return l, nil
 }
 
-// acquireSession runs the session-level lock call. On failure it leaves conn
-// released or destroyed, never held.
-func (m *Mutex) acquireSession(ctx context.Context, conn *pgxpool.Conn, bound time.Duration, try bool) (ok bool, err error) {
+// acquireSession runs the session-level lock call, and with fencing reads the
+// token into token. On failure it leaves conn released or destroyed, never
+// held.
+func (m *Mutex) acquireSession(ctx context.Context, conn *pgxpool.Conn, bound time.Duration, try bool, token *int64) (ok bool, err error) {
 	c := conn.Conn()
 	args := m.sql.args
 	if !m.cfg.allowPooler {
@@ -256,16 +266,23 @@ func (m *Mutex) acquireSession(ctx context.Context, conn *pgxpool.Conn, bound ti
 	err, interrupted := runInterruptible(ctx, c.PgConn(), bound, m.grace(), func(qctx context.Context) error {
 		var tag pgconn.CommandTag
 		var err error
+		sql := m.sql.lock
 		switch {
 		case try:
-			return scanBools(c.QueryRow(qctx, m.sql.try, args...), m.sql.n, &ok)
+			return m.scanTry(c.QueryRow(qctx, m.sql.try, args...), &ok, token)
 		case bound > 0 && bound <= maxLockTimeout:
 			// args is m.sql.args or a slice of this call's own; append
 			// never writes into m.sql.args (see withArgs).
-			tag, err = c.Exec(qctx, m.sql.lockTimeout, append(args, timeoutMillis(bound))...)
-		default:
-			tag, err = c.Exec(qctx, m.sql.lock, args...)
+			sql, args = m.sql.lockTimeout, append(args, timeoutMillis(bound))
 		}
+		if m.fence != nil {
+			// No row (pgx.ErrNoRows) when the pooler guard kept the lock
+			// calls from running.
+			err = c.QueryRow(qctx, sql, args...).Scan(token)
+			ok = err == nil
+			return err
+		}
+		tag, err = c.Exec(qctx, sql, args...)
 		// The lock call returns one row, or none when the pooler guard
 		// kept it from running.
 		ok = err == nil
@@ -304,12 +321,19 @@ func (m *Mutex) acquireTx(ctx context.Context, l *Lock, bound time.Duration, try
 		b.BeginTx(pgx.TxOptions{})
 		switch {
 		case try:
-			b.Queue(m.sql.xactTry, m.sql.args...).QueryRow(func(row pgx.Row) error { return scanBools(row, m.sql.n, &ok) })
+			b.Queue(m.sql.xactTry, m.sql.args...).QueryRow(func(row pgx.Row) error { return m.scanTry(row, &ok, &l.token) })
 		case bound > 0 && bound <= maxLockTimeout:
-			b.Queue(m.sql.xactLockTimeout, m.withArgs(timeoutMillis(bound))...)
+			q := b.Queue(m.sql.xactLockTimeout, m.withArgs(timeoutMillis(bound))...)
+			if m.fence != nil {
+				// The restored setting, then the token.
+				q.QueryRow(func(row pgx.Row) error { return row.Scan(nil, &l.token) })
+			}
 			ok = true
 		default:
-			b.Queue(m.sql.xactLock, m.sql.args...)
+			q := b.Queue(m.sql.xactLock, m.sql.args...)
+			if m.fence != nil {
+				q.QueryRow(func(row pgx.Row) error { return row.Scan(&l.token) })
+			}
 			ok = true
 		}
 		br := c.SendBatch(qctx, b)

@@ -96,11 +96,18 @@ func BenchmarkWithLock(b *testing.B) {
 		{"session", nil},
 		{"transaction", []advisorylock.Option{advisorylock.TransactionScope()}},
 		{"session-timeout", []advisorylock.Option{advisorylock.WithTimeout(5 * time.Second)}},
+		{"session-fencing", []advisorylock.Option{advisorylock.WithFencing()}},
+		{"transaction-fencing", []advisorylock.Option{advisorylock.TransactionScope(), advisorylock.WithFencing()}},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
 			m := advisorylock.NewWithKey(pool, benchKey, c.opts...)
 			ctx := context.Background()
+			// The first fenced acquisition of a process checks (and creates)
+			// the sequence: not part of the cycle.
+			if _, err := advisorylock.WithLock(ctx, m, fn); err != nil {
+				b.Fatal(err)
+			}
 			b.ReportAllocs()
 			for b.Loop() {
 				if _, err := advisorylock.WithLock(ctx, m, fn); err != nil {
@@ -178,7 +185,8 @@ func BenchmarkManyKeys(b *testing.B) {
 // trips), call by call in one run, so that the machine's drifting load
 // weighs on both alike: the figure that matters is library/floor. The
 // library's lock rides on a pinned pooled connection (the default) and on a
-// lock session (LockSessions).
+// lock session (LockSessions), and with a fencing token (WithFencing) on
+// each.
 func BenchmarkInterleaved(b *testing.B) {
 	pool := benchPool(b, 4)
 	ctx := context.Background()
@@ -190,6 +198,8 @@ func BenchmarkInterleaved(b *testing.B) {
 	k1, k2, _ := advisorylock.KeyFromName("floor").Pair()
 	library := advisorylock.New(pool, "library")
 	sessions := advisorylock.New(pool, "sessions", advisorylock.LockSessions())
+	fencing := advisorylock.New(pool, "fencing", advisorylock.WithFencing())
+	sessionsFencing := advisorylock.New(pool, "sessions-fencing", advisorylock.LockSessions(), advisorylock.WithFencing())
 	lockUnlock := func(m *advisorylock.Mutex) func() error {
 		return func() error {
 			l, err := m.Lock(ctx)
@@ -197,6 +207,12 @@ func BenchmarkInterleaved(b *testing.B) {
 				return err
 			}
 			return l.Unlock(ctx)
+		}
+	}
+	// The first fenced acquisition checks (and creates) the sequence.
+	for _, m := range []*advisorylock.Mutex{fencing, sessionsFencing} {
+		if err := lockUnlock(m)(); err != nil {
+			b.Fatal(err)
 		}
 	}
 	b.ReportAllocs()
@@ -210,5 +226,7 @@ func BenchmarkInterleaved(b *testing.B) {
 		}},
 		{Name: "library", Call: lockUnlock(library)},
 		{Name: "sessions", Call: lockUnlock(sessions)},
+		{Name: "fencing", Call: lockUnlock(fencing)},
+		{Name: "sessions-fencing", Call: lockUnlock(sessionsFencing)},
 	})
 }

@@ -22,6 +22,8 @@ type chaosSection struct {
 	end    int64 // read before the release began, or the kill time
 	lostAt int64 // when the holder was told the lock was lost; 0 if never
 	killed bool  // the worker was SIGKILLed in the section; end is the kill
+	token  int64 // the lock's fencing token
+	called int64 // when the worker called Lock (or WithLock), before the grant
 }
 
 func (s chaosSection) String() string {

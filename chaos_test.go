@@ -143,6 +143,7 @@ func TestChaos(t *testing.T) {
 	// worker outlives the test, whatever way it ends.
 	t.Cleanup(h.killAll)
 
+	h.createChaosWrites()
 	for slot := range plan.workers {
 		h.procs = append(h.procs, h.start(slot, 0))
 	}
@@ -167,10 +168,11 @@ func TestChaos(t *testing.T) {
 	h.awaitQuiet()
 	elapsed := time.Since(began)
 
-	secs, late, fails := h.readLogs()
+	secs, late, fails, writes := h.readLogs()
 	bound := chaosNotifyBound(plan.keepalive)
 	overlaps := chaosCheck(secs, bound)
 	h.report(secs, late, fails, overlaps, bound, elapsed)
+	h.checkFencing(secs, writes)
 	h.checkProgress(secs, stopAt)
 }
 
@@ -632,11 +634,11 @@ type chaosLate struct {
 }
 
 // readLogs reads every worker's records: the sections, the releases that
-// reported a loss, and the failed attempts by class.
-func (h *chaosHarness) readLogs() (secs []chaosSection, late []chaosLate, fails map[string]int) {
+// reported a loss, the failed attempts by class, and the fenced writes.
+func (h *chaosHarness) readLogs() (secs []chaosSection, late []chaosLate, fails map[string]int, writes []chaosWrite) {
 	fails = make(map[string]int)
 	for _, p := range h.all {
-		s, l, trace, err := readChaosLog(p, fails, h.settle)
+		s, l, trace, err := readChaosLog(p, fails, h.settle, &writes)
 		if err != nil {
 			h.t.Errorf("worker %s's records: %v", p.name, err)
 		}
@@ -644,10 +646,10 @@ func (h *chaosHarness) readLogs() (secs []chaosSection, late []chaosLate, fails 
 		late = append(late, l...)
 		h.trace = append(h.trace, trace...)
 	}
-	return secs, late, fails
+	return secs, late, fails, writes
 }
 
-func readChaosLog(p *chaosProc, fails, settle map[string]int) (secs []chaosSection, late []chaosLate, trace []chaosEvent, err error) {
+func readChaosLog(p *chaosProc, fails, settle map[string]int, writes *[]chaosWrite) (secs []chaosSection, late []chaosLate, trace []chaosEvent, err error) {
 	data, err := os.ReadFile(p.log)
 	if err != nil {
 		return nil, nil, nil, err
@@ -677,6 +679,16 @@ func readChaosLog(p *chaosProc, fails, settle map[string]int) (secs []chaosSecti
 				p.name, f[2], strings.Join(f[4:], " "), time.Duration(took))})
 			continue
 		}
+		if f[0] == recWrite {
+			w, err := parseChaosWrite(p.name, f)
+			if err != nil {
+				return nil, nil, nil, fmt.Errorf("%w: %w", bad(), err)
+			}
+			*writes = append(*writes, w)
+			trace = append(trace, chaosEvent{at: w.returned, what: fmt.Sprintf("%s#%d's write with token %d: %s (took %v)",
+				p.name, w.seq, w.token, w.outcome, time.Duration(w.returned-w.called))})
+			continue
+		}
 		if f[0] == recSettle && len(f) == 2 {
 			settle[f[1]]++
 			continue
@@ -694,9 +706,9 @@ func readChaosLog(p *chaosProc, fails, settle map[string]int) (secs []chaosSecti
 			}
 		}
 		switch {
-		case f[0] == recBegin && len(n) == 2:
+		case f[0] == recBegin && len(n) == 4:
 			open[int(n[0])] = len(secs)
-			secs = append(secs, chaosSection{worker: p.name, slot: p.slot, seq: int(n[0]), start: n[1]})
+			secs = append(secs, chaosSection{worker: p.name, slot: p.slot, seq: int(n[0]), start: n[1], token: n[2], called: n[3]})
 		case f[0] == recEnd && len(n) == 3:
 			i, ok := open[int(n[0])]
 			if !ok {
@@ -722,7 +734,7 @@ func readChaosLog(p *chaosProc, fails, settle map[string]int) (secs []chaosSecti
 		secs[i].end, secs[i].killed = max(secs[i].start, p.killedAt), true
 	}
 	for _, s := range secs {
-		trace = append(trace, chaosEvent{at: s.start, what: fmt.Sprintf("%v begins", s)})
+		trace = append(trace, chaosEvent{at: s.start, what: fmt.Sprintf("%v begins, token %d", s, s.token)})
 		ended := "ends"
 		switch {
 		case s.killed:

@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/advisorylock/advisorylock"
+	"github.com/advisorylock/advisorylock/fence"
 	"github.com/advisorylock/advisorylock/internal/pgtest"
 	"github.com/advisorylock/advisorylock/internal/pgwire"
 )
@@ -53,12 +54,13 @@ type chaosWorkerConfig struct {
 // yet). Times are chaosNow readings.
 //
 //	R at                  the worker is ready to contend
-//	B seq start           section seq began: the lock was granted (taken after Lock returned)
+//	B seq start tok call  section seq began: the lock was granted (taken after Lock returned), with token tok, to a Lock called at call
 //	E seq end lostAt      section seq ended; lostAt is when the holder was told of the loss, 0 if it was not
 //	L seq at              the release of section seq, after it ended, reported ErrLockLost
 //	F class at error…     an acquisition or release failed; class is chaosErrorClass's
 //	S culprits            the pool still had connections acquired when the loop ended, held by culprits (see settle)
 //	Q end pid took sql…   a statement of the worker's (pgx's query tracer), for the diagnosis of a violation
+//	W …                   a fenced write (see recWrite)
 const (
 	recReady  = "R"
 	recBegin  = "B"
@@ -103,9 +105,11 @@ func TestChaosWorker(t *testing.T) {
 	// Closed after the pool's cleanup, whose statements are traced too.
 	t.Cleanup(func() { log.Close() })
 	w := &chaosWorker{
-		t:   t,
-		log: log,
-		rng: rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		t:       t,
+		log:     log,
+		rng:     rand.New(rand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15)),
+		name:    cfg.Name,
+		timeout: cfg.Timeout,
 	}
 	pcfg, err := pgxpool.ParseConfig(cfg.DSN)
 	if err != nil {
@@ -137,8 +141,9 @@ func TestChaosWorker(t *testing.T) {
 		stop()
 	}()
 
-	w.m = advisorylock.New(pool, chaosLockName,
+	w.m = advisorylock.New(pool, chaosLockName, advisorylock.WithFencing(),
 		advisorylock.WithKeepalive(cfg.Keepalive), advisorylock.WithTimeout(cfg.Timeout))
+	w.res = fence.New(pool, chaosLockName)
 	w.record(recReady, chaosNow())
 	fmt.Println(chaosReady)
 	for seq := 1; ctx.Err() == nil; seq++ {
@@ -163,10 +168,13 @@ func TestChaosWorker(t *testing.T) {
 
 // chaosWorker is one worker process's loop state.
 type chaosWorker struct {
-	t   *testing.T
-	log *os.File
-	m   *advisorylock.Mutex
-	rng *rand.Rand
+	t       *testing.T
+	log     *os.File
+	m       *advisorylock.Mutex
+	res     *fence.Resource // written in each section, and after it
+	rng     *rand.Rand
+	name    string        // its application_name
+	timeout time.Duration // the lock's WithTimeout, also a write's bound
 }
 
 // hold picks how long a section lasts: some shorter than the library's watch
@@ -187,13 +195,18 @@ func (w *chaosWorker) hold() time.Duration {
 	}
 }
 
-// withLock runs section seq under WithLock. The section ends when its time is
-// up, when fn's context is cancelled, or when the worker stops.
+// withLock runs section seq under WithLock. The section writes to the fenced
+// resource, then ends when its time is up, when fn's context is cancelled, or
+// when the worker stops; then, before the release, it writes again, heedless
+// of a loss.
 func (w *chaosWorker) withLock(ctx context.Context, seq int) error {
 	hold := w.hold()
 	lostInSection := false
+	called := chaosNow()
 	_, err := advisorylock.WithLock(ctx, w.m, func(fctx context.Context) (struct{}, error) {
-		w.record(recBegin, seq, chaosNow())
+		l, _ := advisorylock.LockFromContext(fctx)
+		w.record(recBegin, seq, chaosNow(), l.Token(), called)
+		w.write(ctx, seq, l.Token(), fctx.Done())
 		timer := time.NewTimer(hold)
 		defer timer.Stop()
 		select {
@@ -205,6 +218,7 @@ func (w *chaosWorker) withLock(ctx context.Context, seq int) error {
 		lostInSection = fctx.Err() != nil && errors.Is(context.Cause(fctx), advisorylock.ErrLockLost)
 		end := chaosNow()
 		w.record(recEnd, seq, end, lostAt(lostInSection, end))
+		w.write(ctx, seq, l.Token(), nil)
 		return struct{}{}, nil
 	})
 	if errors.Is(err, advisorylock.ErrLockLost) && !lostInSection {
@@ -213,14 +227,17 @@ func (w *chaosWorker) withLock(ctx context.Context, seq int) error {
 	return err
 }
 
-// lockUnlock runs section seq between Lock and Unlock, watching Done.
+// lockUnlock runs section seq between Lock and Unlock, watching Done, with
+// the writes withLock makes.
 func (w *chaosWorker) lockUnlock(ctx context.Context, seq int) error {
 	hold := w.hold()
+	called := chaosNow()
 	l, err := w.m.Lock(ctx)
 	if err != nil {
 		return err
 	}
-	w.record(recBegin, seq, chaosNow())
+	w.record(recBegin, seq, chaosNow(), l.Token(), called)
+	w.write(ctx, seq, l.Token(), l.Done())
 	timer := time.NewTimer(hold)
 	select {
 	case <-timer.C:
@@ -237,6 +254,7 @@ func (w *chaosWorker) lockUnlock(ctx context.Context, seq int) error {
 	}
 	end := chaosNow()
 	w.record(recEnd, seq, end, lostAt(lost, end))
+	w.write(ctx, seq, l.Token(), nil)
 	uctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err = l.Unlock(uctx)

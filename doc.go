@@ -101,6 +101,52 @@
 // WithLock releases on a context of its own, bounded to 10s, so that a
 // cancelled caller still lets the lock go cleanly.
 //
+// # Fencing tokens
+//
+// The window above cannot be closed from the client: a holder that pauses
+// (a stop-the-world pause, a suspended machine) or whose network goes silent
+// may go on for a while after another holder started. Whatever it then
+// writes elsewhere, a fencing token can refuse. With [WithFencing] every
+// acquisition carries a token ([Lock.Token]; also in WithLock's context
+// through [LockFromContext], in the hook data, and on the otel and slog
+// packages' spans and records): a number drawn, in the lock statement itself
+// and after the grant, from one sequence, so that a holder granted a lock
+// after another always has the larger token, across processes, sessions and
+// scopes, at no extra round trip. The holder sends its token with each write;
+// the resource keeps the newest token it has accepted and refuses older ones
+// (package [github.com/advisorylock/advisorylock/fence] is such a resource in
+// a PostgreSQL database; its documentation says how a service of your own
+// checks a token).
+//
+// The tokens come from the sequence advisorylock_fencing ([FencingSequence])
+// in the schema public ([DefaultFencingSchema]), or in the schema
+// [WithFencingSchema] names: a bigint sequence with CACHE 1 (a cache would
+// hand each session a range of its own, out of order) and NO CYCLE. The
+// first fenced acquisition of a process checks it, and creates it if it is
+// missing: one round trip more, once; two processes starting together create
+// it once (the creation takes a transaction-level advisory lock, on the
+// bigint key 7017853328103404661, first). The role needs USAGE on the schema
+// and USAGE (or UPDATE) on the sequence; to create it, CREATE on the schema,
+// which PostgreSQL 15 and later grant only to the schema's owner in public.
+// A role that lacks one gets an error matching [ErrPrivilege], a
+// [*PrivilegeError] naming the role, the privilege and the object, before any
+// lock call; a sequence that caches or cycles is refused. A DBA can create
+// the sequence ahead of time (here for the role app):
+//
+//	CREATE SEQUENCE IF NOT EXISTS public.advisorylock_fencing AS bigint CACHE 1 NO CYCLE;
+//	GRANT USAGE ON SCHEMA public TO app;
+//	GRANT USAGE ON SEQUENCE public.advisorylock_fencing TO app;
+//
+// Every Mutex that shares a lock must use the same sequence: tokens of two
+// sequences (two schemas, two databases) are not ordered. Never drop or reset
+// the sequence: it would be created again, and hand out tokens from 1, below
+// those resources have already accepted (they would refuse every write until
+// the new tokens caught up). To move it, create the new one with START WITH
+// above the old one's last value. A privilege revoked while in use fails
+// the acquisitions under way (on a lock session, the session is closed,
+// since the statement failed after a grant it may hold) and the next one
+// reports it as above.
+//
 // # Hooks
 //
 // [WithHooks] adds observers in the style of pgx's tracers: a [Hook] sees
@@ -128,7 +174,8 @@
 // Every error is an [*Error]: the operation the caller called, the lock, and
 // the cause, after one "advisorylock: " prefix. Match causes with
 // [errors.Is]: the sentinels [ErrLocked], [ErrNotHeld], [ErrLockLost],
-// [ErrStandby], [ErrPooler], [ErrTxManaged], [ErrLockTable], and
+// [ErrStandby], [ErrPooler], [ErrTxManaged], [ErrLockTable], [ErrPrivilege]
+// (a fencing sequence the role may not use or create), and
 // [ErrInvalidArgument] for bad
 // input, which is reported before any round trip; a timeout matches
 // [context.DeadlineExceeded], a cancellation [context.Canceled]. The driver's

@@ -3,6 +3,7 @@ package advisorylock
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -50,6 +51,13 @@ var (
 	// what was held stays held.
 	ErrLockTable = errors.New("advisorylock: server lock table full (raise max_locks_per_transaction)")
 
+	// ErrPrivilege reports that the database role lacks a privilege on an
+	// object the package uses or would create, such as the fencing sequence
+	// ([WithFencing]). The error is a [*PrivilegeError], which names the
+	// role, the privilege and the object; the package documentation gives the
+	// SQL a DBA can run instead.
+	ErrPrivilege = errors.New("advisorylock: insufficient privilege")
+
 	// ErrInvalidArgument is wrapped by every error about bad input: an empty
 	// name, a nil pool, Mutex or function, a negative duration. Such errors
 	// are returned before any round trip to the server; the message says
@@ -64,6 +72,28 @@ var (
 	errNilMutex  = invalid("nil Mutex")
 	errNilFunc   = invalid("nil function")
 )
+
+// A PrivilegeError reports a privilege the database role lacks: Privilege on
+// On, needed for Purpose. It matches [ErrPrivilege].
+type PrivilegeError struct {
+	Role      string // the role (current_user)
+	Privilege string // "CREATE", "USAGE", "USAGE or UPDATE", "SELECT and INSERT", ...
+	On        string // the object lacking it, as SQL names it: `schema "public"`
+	Purpose   string // what it is needed for: `to create sequence "public"."advisorylock_fencing"`; may be ""
+}
+
+// Error returns "advisorylock: role "app" lacks CREATE on schema "public",
+// needed to create ...".
+func (e *PrivilegeError) Error() string {
+	s := prefix + "role " + strconv.Quote(e.Role) + " lacks " + e.Privilege + " on " + e.On
+	if e.Purpose != "" {
+		s += ", needed " + e.Purpose
+	}
+	return s
+}
+
+// Is reports whether target is ErrPrivilege.
+func (e *PrivilegeError) Is(target error) bool { return target == ErrPrivilege }
 
 // invalid returns an error matching ErrInvalidArgument that says what was
 // wrong.

@@ -43,6 +43,9 @@ type AcquireEndData struct {
 	Wait time.Duration
 	// Lock is the acquired lock, or nil.
 	Lock *Lock
+	// Token is the acquired lock's fencing token (see WithFencing); 0 when
+	// the Mutex is not fenced or nothing was acquired.
+	Token int64
 	// Err is the error returned to the caller, or nil.
 	Err error
 }
@@ -67,6 +70,9 @@ type HoldHook interface {
 type HoldStartData struct {
 	// Wait is the time the acquisition took.
 	Wait time.Duration
+	// Token is the lock's fencing token (see WithFencing); 0 when the Mutex
+	// is not fenced.
+	Token int64
 	// AcquireContext is the context the last Hook.AcquireStart returned for
 	// this acquisition, for relating the hold to its acquisition: a tracing
 	// hook links the two spans through it. It must not be used to run work.

@@ -55,6 +55,7 @@ type Lock struct {
 	pid     int32         // the server process of its session
 	tx      pgx.Tx        // the lock's transaction, in transaction scope
 	granted time.Time     // when it was granted, for Holders (on a lock session)
+	token   int64         // the fencing token; 0 without fencing
 	done    chan struct{} // closed on the way to released or lost
 
 	// Set before the Lock is returned or watched, then read-only.

@@ -27,6 +27,9 @@ type Mutex struct {
 	sql   statements
 	// sessions carries its session locks with LockSessions; nil otherwise.
 	sessions *sessionSet
+	// fence is the sequence its tokens come from, with WithFencing; nil
+	// otherwise.
+	fence *fencing
 
 	// racedGrants counts session-level locks found held, and released,
 	// after an acquisition that reported failure: grants that raced a
@@ -97,7 +100,17 @@ func newMutex(pool *pgxpool.Pool, keys []Key, opts []Option) *Mutex {
 			m.hooks = hs
 		}
 	}
-	m.sql = newStatements(keys, m.cfg.mode, m.cfg.scope, !m.cfg.allowPooler)
+	seq := ""
+	if m.err == nil && m.cfg.fencingSchema != "" {
+		// The sequence lives in the database the locks are taken in.
+		lockPool := pool
+		if m.cfg.scope == ScopeSession && m.cfg.sessionPool != nil {
+			lockPool = m.cfg.sessionPool
+		}
+		m.fence = fencingFor(lockPool, m.cfg.fencingSchema)
+		seq = m.fence.seq
+	}
+	m.sql = newStatements(keys, m.cfg.mode, m.cfg.scope, !m.cfg.allowPooler, seq)
 	if m.err == nil && m.cfg.scope == ScopeSession && m.cfg.sessions {
 		sp := m.cfg.sessionPool
 		if sp == nil {
@@ -138,8 +151,9 @@ func (m *Mutex) String() string {
 // on a pooled connection that stays pinned to the returned Lock until it is
 // released (with LockSessions, on a lock session).
 // On failure it holds nothing and returns an error matching
-// context.DeadlineExceeded, context.Canceled, ErrStandby, ErrPooler or
-// ErrInvalidArgument, or the driver's error.
+// context.DeadlineExceeded, context.Canceled, ErrStandby, ErrPooler,
+// ErrPrivilege (with WithFencing) or ErrInvalidArgument, or the driver's
+// error.
 func (m *Mutex) Lock(ctx context.Context) (*Lock, error) {
 	return m.lock(ctx, false)
 }

@@ -74,6 +74,8 @@ type config struct {
 	sessions    bool          // session locks on lock sessions, not a pooled connection each
 	maxSessions int           // shared lock sessions
 	sessionPool *pgxpool.Pool // whose settings lock sessions use; nil: the Mutex's pool
+	// fencingSchema is the schema of the fencing sequence; "" without fencing.
+	fencingSchema string
 	// releaseTimeout bounds WithLock's release; the tests shorten it.
 	releaseTimeout time.Duration
 	err            error // the first invalid option, reported by every call

@@ -29,6 +29,9 @@ type answer struct {
 func (m *Mutex) tryOn(ctx context.Context, s *lockSession) (*Lock, bool, error) {
 	late := func(res pgwire.Result, err error) {
 		// The caller left: give back what was granted.
+		if err == nil && m.failedAfterGrant(res) {
+			s.fail()
+		}
 		granted, _ := m.granted(res, err)
 		m.settleTry(s, nil, granted)
 	}
@@ -50,11 +53,18 @@ func (m *Mutex) tryOn(ctx context.Context, s *lockSession) (*Lock, bool, error) 
 	}
 	granted, err := m.granted(res, nil)
 	if err != nil {
+		if m.failedAfterGrant(res) {
+			// Keys may be held that this process does not know of.
+			s.fail()
+		}
 		m.settleTry(s, nil, granted)
 		return nil, false, err
 	}
 	if len(granted) == len(m.keys) {
 		l := newSessionLock(m, s)
+		if m.fence != nil && len(res.Rows[0]) > 1 {
+			l.token, _ = strconv.ParseInt(string(res.Rows[0][1]), 10, 64)
+		}
 		if !m.settleTry(s, l, nil) {
 			// The session ended as the grant arrived, and the lock with it.
 			return nil, false, s.w.Err()
@@ -76,7 +86,7 @@ func (m *Mutex) granted(res pgwire.Result, err error) ([]Key, error) {
 		}
 		return nil, res.Err
 	}
-	if len(res.Rows) != 1 || len(res.Rows[0]) != 1 {
+	if len(res.Rows) != 1 || len(res.Rows[0]) < 1 {
 		return nil, fmt.Errorf("unexpected answer to the lock call: %d rows", len(res.Rows))
 	}
 	v := string(res.Rows[0][0])
@@ -132,10 +142,7 @@ func (s *lockSession) checkGiveBack(res pgwire.Result, err error) {
 // bound as Lock is. On success s carries the lock; on failure s is proven to
 // hold nothing, or is closed.
 func (m *Mutex) waitOn(ctx context.Context, s *lockSession, bound time.Duration) (*Lock, error) {
-	sql := "select " + m.sql.lockCallsLit()
-	if bound > 0 && bound <= maxLockTimeout {
-		sql = "select pg_catalog.set_config('lock_timeout', '" + timeoutMillis(bound) + "', true), " + m.sql.lockCallsLit()
-	}
+	sql := m.sql.waitLit(bound)
 	var res pgwire.Result
 	err, interrupted := interruptible(ctx, bound, m.grace(), s.w.Cancel, s.fail, func() error {
 		var err error
@@ -148,6 +155,9 @@ func (m *Mutex) waitOn(ctx context.Context, s *lockSession, bound time.Duration)
 	set := s.set
 	if err == nil {
 		l := newSessionLock(m, s)
+		if m.fence != nil && len(res.Rows) == 1 {
+			l.token, _ = strconv.ParseInt(string(res.Rows[0][0]), 10, 64)
+		}
 		set.mu.Lock()
 		s.waiting = false
 		if s.gone {

@@ -25,13 +25,15 @@ type statements struct {
 	n       int      // how many keys
 	keys    []Key    // for the SQL with literal keys
 	shared  string   // "_shared" in shared mode, for the function names
+	seq     string   // the fencing sequence's regclass literal; "" without fencing
 	*sqlShape
 }
 
 // sqlShape is the SQL of a shape of Mutex.
 type sqlShape struct {
 	// Session scope on a pinned connection, extended protocol, with the keys
-	// and the expected backend pid as arguments.
+	// and the expected backend pid as arguments. With fencing, each lock
+	// statement returns the token as well (see fencing.go).
 	lock        string
 	lockTimeout string // lock_timeout as the argument after the backend pid
 	try         string // one bool, or an array of n for a set
@@ -53,6 +55,7 @@ type shapeKey struct {
 	mode         Mode
 	scope        Scope
 	checkBackend bool
+	seq          string // the fencing sequence; "" without fencing
 }
 
 // shapes caches the sqlShapes made so far, by shapeKey.
@@ -71,7 +74,23 @@ func (s statements) tryLit() string {
 	if s.n > 1 {
 		c = "array[" + c + "]"
 	}
+	if s.seq != "" {
+		return fencedTry(c, "", s.n > 1, s.seq)
+	}
 	return "select " + c
+}
+
+// waitLit is a lock session's wait, with the keys as literals, bounded by
+// lock_timeout when bound > 0.
+func (s statements) waitLit(bound time.Duration) string {
+	sql := "select " + s.lockCallsLit()
+	if bound > 0 && bound <= maxLockTimeout {
+		sql = "select pg_catalog.set_config('lock_timeout', '" + timeoutMillis(bound) + "', true), " + s.lockCallsLit()
+	}
+	if s.seq != "" {
+		return fencedLock(sql, s.seq)
+	}
+	return sql
 }
 
 func (s statements) unlockLit() string {
@@ -185,8 +204,8 @@ func boolCalls(fn string, keys []Key) string {
 	return "array[" + c + "]"
 }
 
-func newStatements(keys []Key, mode Mode, scope Scope, checkBackend bool) statements {
-	s := statements{n: len(keys), keys: keys}
+func newStatements(keys []Key, mode Mode, scope Scope, checkBackend bool, seq string) statements {
+	s := statements{n: len(keys), keys: keys, seq: seq}
 	if mode == ModeShared {
 		s.shared = "_shared"
 	}
@@ -204,24 +223,29 @@ func newStatements(keys []Key, mode Mode, scope Scope, checkBackend bool) statem
 			s.keyText = append(s.keyText, fmt.Append(nil, a))
 		}
 	}
-	sk := shapeKey{string(kinds), mode, scope, checkBackend}
+	sk := shapeKey{string(kinds), mode, scope, checkBackend, seq}
 	if v, ok := shapes.Load(sk); ok {
 		s.sqlShape = v.(*sqlShape)
 		return s
 	}
-	v, _ := shapes.LoadOrStore(sk, newShape(keys, s.shared, scope, checkBackend))
+	v, _ := shapes.LoadOrStore(sk, newShape(keys, s.shared, scope, checkBackend, seq))
 	s.sqlShape = v.(*sqlShape)
 	return s
 }
 
-func newShape(keys []Key, shared string, scope Scope, checkBackend bool) *sqlShape {
+func newShape(keys []Key, shared string, scope Scope, checkBackend bool, seq string) *sqlShape {
 	s := &sqlShape{}
+	set := len(keys) > 1
 	if scope == ScopeSession {
 		unlockCond := boolCalls("pg_advisory_unlock"+shared, keys)
 		if len(keys) > 1 {
 			unlockCond = "true = all(" + unlockCond + ")"
 		}
-		s.tryStmt = stmt("select " + boolCalls("pg_try_advisory_lock"+shared, keys))
+		tryCalls := boolCalls("pg_try_advisory_lock"+shared, keys)
+		s.tryStmt = stmt("select " + tryCalls)
+		if seq != "" {
+			s.tryStmt = stmt(fencedTry(tryCalls, "", set, seq))
+		}
 		s.unlockStmt = stmt("select 1 where " + unlockCond)
 		lock, p := calls("pg_advisory_lock"+shared, keys)
 		// The session statements take the lock only when the backend running
@@ -240,7 +264,11 @@ func newShape(keys []Key, shared string, scope Scope, checkBackend bool) *sqlSha
 		// statement's implicit transaction only: the setting cannot leak onto
 		// the pooled connection, and no round trip is spent resetting it.
 		s.lockTimeout = "select pg_catalog.set_config('lock_timeout', " + timeoutParam + ", true), " + lock + guard
-		s.try = "select " + boolCalls("pg_try_advisory_lock"+shared, keys) + guard
+		s.try = "select " + tryCalls + guard
+		if seq != "" {
+			s.lock, s.lockTimeout = fencedLock(s.lock, seq), fencedLock(s.lockTimeout, seq)
+			s.try = fencedTry(tryCalls, guard, set, seq)
+		}
 		// The unlock returns a row when every key was held and released, and
 		// none otherwise: Exec's command tag says which, without a row to
 		// decode. ARRAY[...] evaluates every call before ALL compares.
@@ -249,13 +277,21 @@ func newShape(keys []Key, shared string, scope Scope, checkBackend bool) *sqlSha
 	}
 	lock, p := calls("pg_advisory_xact_lock"+shared, keys)
 	s.xactLock = "select " + lock
-	s.xactTry = "select " + boolCalls("pg_try_advisory_xact_lock"+shared, keys)
+	xactTryCalls := boolCalls("pg_try_advisory_xact_lock"+shared, keys)
+	s.xactTry = "select " + xactTryCalls
 	// Inside the transaction, lock_timeout is set for the lock calls only and
 	// restored, in the same statement, to what it was before: the user's
 	// statements in the transaction never see it. The subquery (kept apart by
 	// OFFSET 0) evaluates its target list left to right: save, set, lock; the
 	// outer select then restores.
-	s.xactLockTimeout = "select pg_catalog.set_config('lock_timeout', s.prev, true) from (select pg_catalog.current_setting('lock_timeout') as prev, pg_catalog.set_config('lock_timeout', $" + strconv.Itoa(p) + ", true), " + lock + " offset 0) s"
+	restore, inner := "select pg_catalog.set_config('lock_timeout', s.prev, true)", " from (select pg_catalog.current_setting('lock_timeout') as prev, pg_catalog.set_config('lock_timeout', $"+strconv.Itoa(p)+", true), "+lock+" offset 0) s"
+	s.xactLockTimeout = restore + inner
+	if seq != "" {
+		// The outer select draws the token, after the subquery's lock calls.
+		s.xactLock = fencedLock(s.xactLock, seq)
+		s.xactTry = fencedTry(xactTryCalls, "", set, seq)
+		s.xactLockTimeout = restore + ", pg_catalog.nextval(" + seq + ")" + inner
+	}
 	return s
 }
 

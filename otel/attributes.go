@@ -44,6 +44,11 @@ const (
 	// LostKey is true on a hold span whose lock was lost, and absent
 	// otherwise.
 	LostKey = attribute.Key("advisorylock.lost")
+	// TokenKey is the fencing token of a lock taken with
+	// advisorylock.WithFencing (advisorylock.Lock.Token), on the acquire
+	// span of an acquisition that got the lock and on the hold span; absent
+	// without fencing.
+	TokenKey = attribute.Key("advisorylock.token")
 )
 
 // LostEventName is the name of the event added to a hold span when its lock

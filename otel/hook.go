@@ -181,7 +181,7 @@ func (h *Hook) AcquireEnd(ctx context.Context, m *advisorylock.Mutex, data advis
 		return // nothing to record, or not started by h
 	}
 	ti, oi := boolIndex(s.try), outcomeIndex(data.Outcome)
-	h.end(s.acquire.span, m, s.lock.acquireAttributes(ti, oi), errorType(data.Outcome, data.Err), data.Err)
+	h.end(s.acquire.span, m, withToken(s.lock.acquireAttributes(ti, oi), data.Token), errorType(data.Outcome, data.Err), data.Err)
 	if h.metrics != nil {
 		h.metrics.acquired(ctx, s.lock, ti, oi, data.Wait)
 	}
@@ -229,7 +229,7 @@ func (h *Hook) HoldEnd(ctx context.Context, l *advisorylock.Lock, data advisoryl
 	if s == nil {
 		return // nothing to record, or not started by h
 	}
-	attrs, typ := s.lock.attrs, ""
+	attrs, typ := withToken(s.lock.attrs, l.Token()), ""
 	if data.Lost {
 		attrs = append(attrs[:len(attrs):len(attrs)], LostKey.Bool(true))
 	}
@@ -256,6 +256,15 @@ func (h *Hook) LockLost(ctx context.Context, l *advisorylock.Lock, data advisory
 	if h.metrics != nil {
 		h.metrics.lockLost(ctx, s.lock)
 	}
+}
+
+// withToken returns attrs with a fenced lock's token, in a slice of its own:
+// attrs are shared. Without a token (0), attrs as they are.
+func withToken(attrs []attribute.KeyValue, token int64) []attribute.KeyValue {
+	if token == 0 || attrs == nil {
+		return attrs
+	}
+	return append(attrs[:len(attrs):len(attrs)], TokenKey.Int64(token))
 }
 
 // lostEvent are the options of every lost event.

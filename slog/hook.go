@@ -51,12 +51,12 @@ func (h *Hook) AcquireEnd(ctx context.Context, m *advisorylock.Mutex, data advis
 		// An answer, not an event.
 	case advisorylock.OutcomeAcquired, advisorylock.OutcomeCanceled:
 		if reaches(data.Wait, h.cfg.wait) {
-			h.log(ctx, EventWait, m, "wait", data.Wait, data.Outcome.String(), data.Err)
+			h.log(ctx, EventWait, m, data.Token, "wait", data.Wait, data.Outcome.String(), data.Err)
 		}
 	case advisorylock.OutcomeTimeout:
-		h.log(ctx, EventTimeout, m, "wait", data.Wait, "", data.Err)
+		h.log(ctx, EventTimeout, m, 0, "wait", data.Wait, "", data.Err)
 	default:
-		h.log(ctx, EventError, m, "wait", data.Wait, "", data.Err)
+		h.log(ctx, EventError, m, 0, "wait", data.Wait, "", data.Err)
 	}
 }
 
@@ -77,9 +77,9 @@ func (h *Hook) HoldEnd(ctx context.Context, l *advisorylock.Lock, data advisoryl
 	case data.Lost:
 		// Logged by LockLost.
 	case data.Err != nil:
-		h.log(ctx, EventError, l.Mutex(), "held", data.Held, "", data.Err)
+		h.log(ctx, EventError, l.Mutex(), l.Token(), "held", data.Held, "", data.Err)
 	case reaches(data.Held, h.cfg.hold):
-		h.log(ctx, EventHold, l.Mutex(), "held", data.Held, "", nil)
+		h.log(ctx, EventHold, l.Mutex(), l.Token(), "held", data.Held, "", nil)
 	}
 }
 
@@ -89,7 +89,7 @@ func (h *Hook) LockLost(ctx context.Context, l *advisorylock.Lock, data advisory
 	if h == nil || !h.made {
 		return
 	}
-	h.log(ctx, EventLost, l.Mutex(), "held", data.Held, "", data.Err)
+	h.log(ctx, EventLost, l.Mutex(), l.Token(), "held", data.Held, "", data.Err)
 }
 
 // reaches reports whether d reaches threshold; no d reaches a negative one.
@@ -97,12 +97,12 @@ func reaches(d, threshold time.Duration) bool {
 	return threshold >= 0 && d >= threshold
 }
 
-// log logs a record of event e about a lock of m, with the lock's group, the
-// duration d under durationKey, the outcome unless "", and err unless nil,
-// when the logger enables e's level. Until that is known, it builds nothing.
+// log logs a record of event e about a lock of m, with the lock's group, its
+// fencing token unless 0, the duration d under durationKey, the outcome unless
+// "", and err unless nil, when the logger enables e's level. Until that is known, it builds nothing.
 // The record has no source: its caller is the library, not the code that
 // took the lock.
-func (h *Hook) log(ctx context.Context, e Event, m *advisorylock.Mutex, durationKey string, d time.Duration, outcome string, err error) {
+func (h *Hook) log(ctx context.Context, e Event, m *advisorylock.Mutex, token int64, durationKey string, d time.Duration, outcome string, err error) {
 	logger := h.logger
 	if logger == nil {
 		logger = slog.Default()
@@ -112,7 +112,11 @@ func (h *Hook) log(ctx context.Context, e Event, m *advisorylock.Mutex, duration
 		return
 	}
 	r := slog.NewRecord(time.Now(), level, e.String(), 0)
-	r.AddAttrs(h.lockAttr(m), slog.Duration(durationKey, d))
+	r.AddAttrs(h.lockAttr(m))
+	if token != 0 {
+		r.AddAttrs(slog.Int64("token", token))
+	}
+	r.AddAttrs(slog.Duration(durationKey, d))
 	if outcome != "" {
 		r.AddAttrs(slog.String("outcome", outcome))
 	}

@@ -30,6 +30,10 @@ type options struct {
 	help       bool             // -h: print the manual and nothing else
 	grace      time.Duration    // --grace between SIGTERM and SIGKILL on a lost lock
 	keepalive  time.Duration    // --keepalive, the probe of a held lock
+	every      time.Duration    // --every: at most one successful run per period; 0 when not given
+	schema     string           // --schema of the runs table, when hasSchema
+	hasSchema  bool             // --schema was given
+	fencing    bool             // --fencing: the command gets a token in WITHLOCK_TOKEN
 	command    []string         // everything after "--", verbatim
 }
 
@@ -115,7 +119,8 @@ var flagSpecs = []flagSpec{
 		set: func(o *options, v string) (err error) { o.slots, err = parseSlots(v); return err }},
 	{long: []string{"status"},
 		help: "print the lock's holders and waiters with\n" +
-			"their backend pid, and exit 0; no command",
+			"their backend pid, and its last run (of\n" +
+			"--every), and exit 0; no command",
 		set: func(o *options, _ string) error { o.status = true; return nil }},
 	{long: []string{"grace"}, arg: "D",
 		help: "on a lost lock, time from SIGTERM to SIGKILL\n" +
@@ -139,6 +144,18 @@ var flagSpecs = []flagSpec{
 			o.keepalive = d
 			return nil
 		}},
+	{long: []string{"every"}, arg: "P",
+		help: "run the command only if no successful run\n" +
+			"began in the last P (a Go duration, 30m);\n" +
+			"else exit 0 without running it (-v says why)",
+		set: func(o *options, v string) error { return setEvery(o, v) }},
+	{long: []string{"schema"}, arg: "S",
+		help: "the schema of the runs table of --every and\n--status (default public)",
+		set:  func(o *options, v string) error { o.schema, o.hasSchema = v, true; return nil }},
+	{long: []string{"fencing"},
+		help: "give the command the lock's fencing token,\n" +
+			"larger for each holder, in WITHLOCK_TOKEN",
+		set: func(o *options, _ string) error { o.fencing = true; return nil }},
 	{short: 'h', long: []string{"help"},
 		help: "print this help",
 		set:  func(o *options, _ string) error { o.help = true; return nil }},
@@ -242,6 +259,9 @@ func parseArgs(args []string) (options, error) {
 	}
 	if o.hasTimeout && o.timeout == 0 {
 		o.nonblock = true // flock(1): a zero timeout does not wait
+	}
+	if err := checkEvery(o); err != nil {
+		return options{}, err
 	}
 	switch {
 	case o.status:

@@ -80,6 +80,9 @@ func TestParseArgs(t *testing.T) {
 		{"grace and keepalive", []string{"--grace", "1", "--keepalive=0", "x", "--", "true"}, def(func(o *options) {
 			o.grace, o.keepalive, o.name, o.command = time.Second, 0, "x", []string{"true"}
 		})},
+		{"fencing", []string{"x", "--fencing", "--", "sh", "-c", "echo $WITHLOCK_TOKEN"}, def(func(o *options) {
+			o.fencing, o.name, o.command = true, "x", []string{"sh", "-c", "echo $WITHLOCK_TOKEN"}
+		})},
 		{"status", []string{"--status", "x"}, def(func(o *options) { o.status, o.name = true, "x" })},
 		{"status of a key", []string{"--status", "--key", "7"}, def(func(o *options) {
 			o.status, o.key, o.hasKey = true, advisorylock.Int64Key(7), true
@@ -117,6 +120,18 @@ func TestParseArgs(t *testing.T) {
 			o.slots, o.nonblock, o.timeout, o.hasTimeout, o.name, o.command = 1000, true, 2*time.Second, true, "api", []string{"true"}
 		})},
 		{"status of a semaphore", []string{"--status", "--slots", "2", "api"}, def(func(o *options) { o.status, o.slots, o.name = true, 2, "api" })},
+		{"every", []string{"--every", "30m", "slack-stats", "--", "./post"}, def(func(o *options) {
+			o.every, o.name, o.command = 30*time.Minute, "slack-stats", []string{"./post"}
+		})},
+		{"every in seconds, after the name, with a schema", []string{"x", "--every=90", "--schema", "Jobs", "-v", "--", "true"}, def(func(o *options) {
+			o.every, o.schema, o.hasSchema, o.verbose, o.name, o.command = 90*time.Second, "Jobs", true, true, "x", []string{"true"}
+		})},
+		{"every with -n and -w", []string{"-n", "-w", "5", "--every", "1h", "x", "--", "true"}, def(func(o *options) {
+			o.every, o.nonblock, o.timeout, o.hasTimeout, o.name, o.command = time.Hour, true, 5*time.Second, true, "x", []string{"true"}
+		})},
+		{"status with every and schema", []string{"--status", "--every", "1h", "--schema=s", "x"}, def(func(o *options) {
+			o.status, o.every, o.schema, o.hasSchema, o.name = true, time.Hour, "s", true, "x"
+		})},
 		{"options after -- are the command's", []string{"x", "--", "withlock", "y", "--db", "z", "--", "-h"}, def(func(o *options) {
 			o.name, o.command = "x", []string{"withlock", "y", "--db", "z", "--", "-h"}
 		})},
@@ -174,6 +189,15 @@ func TestParseArgs_usageErrors(t *testing.T) {
 		{"slots not a number", []string{"--slots=three", "x", "--", "true"}, "\"three\" is not a number"},
 		{"slots with a key", []string{"--slots", "2", "--key", "7", "--", "true"}, "--slots takes a lock name, not --key"},
 		{"shared slots", []string{"--slots", "2", "-s", "x", "--", "true"}, "a slot is exclusive"},
+		{"slots every", []string{"--slots", "2", "--every", "1h", "x", "--", "true"}, "--slots and --every"},
+		{"slots fenced", []string{"--slots", "2", "--fencing", "x", "--", "true"}, "--slots and --fencing"},
+		{"zero period", []string{"--every", "0", "x", "--", "true"}, "--every: the period must be positive"},
+		{"negative period", []string{"--every", "-1m", "x", "--", "true"}, "--every: negative"},
+		{"bad period", []string{"--every", "hourly", "x", "--", "true"}, "--every: invalid duration"},
+		{"missing period", []string{"x", "--every", "--", "true"}, "option --every needs a value"},
+		{"every with a key", []string{"--every", "1h", "--key", "1", "--", "true"}, "--every needs a lock name"},
+		{"every shared", []string{"--every", "1h", "-s", "x", "--", "true"}, "--every takes the lock exclusively"},
+		{"schema alone", []string{"--schema", "s", "x", "--", "true"}, "--schema goes with --every or --status"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -436,11 +460,22 @@ func FuzzParseArgs(f *testing.F) {
 		"--slots\x000\x00x\x00--\x00true",
 		"--slots\x002\x00--key\x001\x00--\x00true",
 		"-s\x00--slots\x002\x00x\x00--\x00true",
+		"--slots\x002\x00--every\x001h\x00x\x00--\x00true",
+		"x\x00--fencing\x00--slots=3\x00--\x00true",
+		"--fencing\x00x\x00--\x00sh",
+		"--fencing=1\x00x\x00--\x00sh",
 		"x\x00y\x00--\x00a",
 		"x\x00--db\x00--\x00a",
 		"x\x00--\x00--\x00--",
 		"--\x00--\x00--",
 		"-h",
+		"--every\x0030m\x00x\x00--\x00true",
+		"x\x00--every=1.5\x00--schema\x00Jobs\x00--\x00true",
+		"--status\x00--every\x001h\x00x",
+		"--every\x000\x00x\x00--\x00true",
+		"--every\x001h\x00--key\x001\x00--\x00true",
+		"--every\x001h\x00-s\x00x\x00--\x00a",
+		"--schema\x00s\x00x\x00--\x00a",
 	} {
 		f.Add(s)
 	}
@@ -485,8 +520,13 @@ func FuzzParseArgs(f *testing.F) {
 				}
 			}
 		}
-		if o.slots < 0 || o.slots > 1000 || (o.slots > 0 && (o.hasKey || o.shared)) {
-			t.Fatalf("parseArgs(%q) = %+v: --slots out of range, or with --key or -s", args, o)
+		if o.slots < 0 || o.slots > 1000 || (o.slots > 0 && (o.hasKey || o.shared || o.every > 0 || o.fencing)) {
+			t.Fatalf("parseArgs(%q) = %+v: --slots out of range, or with --key, -s, --every or --fencing", args, o)
+		}
+		// --every: a positive period, on a name, exclusive; --schema with
+		// --every or --status.
+		if o.every < 0 || o.every > 0 && (o.name == "" || o.shared) || o.hasSchema && o.every == 0 && !o.status {
+			t.Fatalf("parseArgs(%q) = %+v: --every or --schema where they do not go", args, o)
 		}
 		if o.timeout < 0 || o.grace < 0 || o.keepalive < 0 || o.conflict < 0 || o.conflict > 255 {
 			t.Fatalf("parseArgs(%q) = %+v: a value out of range", args, o)

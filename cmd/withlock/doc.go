@@ -42,12 +42,22 @@
 //	                          lock: at most N commands run under the name at
 //	                          once (see Semaphores)
 //	--status                  print the holders and waiters of the lock, with
-//	                          their backend pid, and exit 0; takes no command
+//	                          their backend pid, and the last run of --every
+//	                          (with --every, when the next is due), and exit
+//	                          0; takes no command
 //	--grace D                 when the lock is lost, time between SIGTERM and
 //	                          SIGKILL to the command (default 10s)
 //	--keepalive D             probe the held lock's connection every D, so a
 //	                          silent network is noticed within 2×D (default
 //	                          3s; 0 turns the probe off)
+//	--every P                 run the command only if no successful run began
+//	                          in the last P (a Go duration, 30m, or seconds);
+//	                          otherwise exit 0 without running it (-v says
+//	                          why). See "Periodic runs" below.
+//	--schema S                the schema of the runs table that --every and
+//	                          --status use (default public)
+//	--fencing                 give the command the lock's fencing token in
+//	                          WITHLOCK_TOKEN (see Fencing tokens)
 //	-h, --help                print the help and exit 0
 //
 // # Lock names and keys
@@ -66,11 +76,11 @@
 //
 // Every withlock using the name must give the same N (one that gives more
 // uses the extra slots too). -n fails at once when every slot is held or
-// others wait; -w bounds the wait; -s and --key do not go with --slots. A
-// waiting withlock waits in the server, woken when a slot is released; a slot
-// freed by a withlock that died is found within a second. --status --slots N
-// lists the holder of each slot and the waiters, in the order they will be
-// served.
+// others wait; -w bounds the wait; -s, --key, --every and --fencing do not go
+// with --slots. A waiting withlock waits in the server, woken when a slot is
+// released; a slot freed by a withlock that died is found within a second.
+// --status --slots N lists the holder of each slot and the waiters, in the
+// order they will be served.
 //
 // # The database
 //
@@ -122,13 +132,71 @@
 // SIGTERM, sends SIGKILL if the command is still running after --grace, and
 // exits 75. Another session may hold the lock from the moment it was lost.
 //
+// # Fencing tokens
+//
+// With --fencing, the command gets the lock's fencing token in the
+// environment variable WITHLOCK_TOKEN: a number larger for each new holder of
+// the lock, from any machine (the library's WithFencing). A store that keeps
+// the newest token it has accepted, and refuses older ones, cannot then be
+// written by a holder that lost the lock without knowing it (a paused
+// machine, a silent network) after a newer holder has written. With a table
+// and psql:
+//
+//	withlock --fencing nightly -- sh -c '
+//	  echo "update report set total = 42, token = :t
+//	        where token <= :t returning 1" |
+//	  psql -Atq -v t="$WITHLOCK_TOKEN" | grep -q 1 ||
+//	  { echo "stale: a newer holder has written" >&2; exit 1; }'
+//
+// The tokens come from the sequence public.advisorylock_fencing, which
+// withlock creates on first use; that needs CREATE on schema public. A role
+// without it gets exit status 69 and a message naming the missing privilege;
+// a DBA can create the sequence ahead of time (see the library's
+// documentation).
+//
+// # Periodic runs
+//
+// With --every P, withlock runs the command at most once per period P across
+// every machine that shares the database, for a cron entry that every replica
+// of a service carries:
+//
+//	*/30 * * * * withlock --every 29m slack-stats -- ./post-stats
+//
+// It takes the lock without waiting; if another withlock (or a program using
+// package periodic) holds it, a run is under way, and withlock exits 0 at
+// once. Under the lock it checks, on the database server's clock, when the
+// last successful run began: within P, it exits 0 without running the
+// command; otherwise it records the start of a run, runs the command with
+// the run's number in WITHLOCK_RUN (1, 2, 3, ...: a fencing token), and
+// records how it ended before releasing the lock. A run counts only when the
+// command exits 0 with the lock held throughout: one that fails, is killed,
+// loses the lock or whose withlock dies is retried by the next withlock
+// --every, on any machine. -v says why a run was skipped, and how one was
+// recorded. With -n, a lock held elsewhere exits with the conflict status
+// instead of 0; with -w D, withlock waits up to D for a run under way to end,
+// then checks. --every needs a lock name (not --key) and exclusive mode.
+//
+// The period runs from the start of one successful run to the start of the
+// next, on the server's clock, so that the machines' own clocks do not
+// matter. Make it a little shorter than the cron interval (29m for every 30
+// minutes): an entry that fires a few milliseconds early would otherwise find
+// the period not quite over, and skip it.
+//
+// Runs are recorded in the table advisorylock_runs of the schema --schema
+// names (default public), which the first run creates: it needs CREATE on
+// the schema then, and SELECT, INSERT and UPDATE on the table always. A DBA
+// can create it ahead of time (see package periodic). --status shows the
+// last run and the last successful one; with --every, when the next is due.
+//
 // # Exit status
 //
 //	the command's  when it ran; 128+N when it died of signal N
+//	0              --every: not run, a run is under way or not due
 //	1, or -E N     -n or -w could not get the lock
 //	64             usage error, or a connection string that cannot be parsed
 //	69             the database cannot be reached, refuses the login or the
-//	               database name, or fails the lock request (a hot standby)
+//	               database name, or fails the lock request (a hot standby);
+//	               --every: the run cannot be begun or its success recorded
 //	75             the lock was lost while the command ran
 //	126            the command cannot be run
 //	127            the command is not found

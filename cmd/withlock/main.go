@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -29,6 +30,10 @@ const (
 	exitNotFound    = 127 // as the shell: not found
 	exitSignalBase  = 128 // 128+N: signal N
 )
+
+// EnvToken names the environment variable in which, with --fencing, the
+// command gets the lock's fencing token.
+const EnvToken = "WITHLOCK_TOKEN"
 
 // releaseTimeout bounds the release of the lock after the command. When it
 // runs out the connection is closed, which releases the lock all the same.
@@ -122,6 +127,10 @@ func run(args []string) int {
 		return code
 	}
 
+	if o.every > 0 {
+		return a.runEvery(pool, m, path)
+	}
+
 	var l *advisorylock.Lock
 	code := 0
 	if sig := a.untilSignal(func(ctx context.Context) { l, code = a.acquire(ctx, pool, m) }); sig != nil {
@@ -156,6 +165,9 @@ func (a *app) resolve(name string) (path string, code int) {
 // mutex returns the Mutex the options describe.
 func (a *app) mutex(pool *pgxpool.Pool) *advisorylock.Mutex {
 	opts := []advisorylock.Option{advisorylock.WithKeepalive(a.o.keepalive)}
+	if a.o.fencing {
+		opts = append(opts, advisorylock.WithFencing())
+	}
 	if a.o.shared {
 		opts = append(opts, advisorylock.Shared())
 	}
@@ -226,6 +238,9 @@ func (a *app) acquire(ctx context.Context, pool *pgxpool.Pool, m *advisorylock.M
 		l, err = m.Lock(ctx)
 	}
 	switch {
+	case err == nil && a.o.fencing:
+		a.verbosef("acquired %s (%s) after %v, fencing token %d", m, m.Mode(), roundDuration(time.Since(start)), l.Token())
+		return l, 0
 	case err == nil:
 		a.verbosef("acquired %s (%s) after %v", m, m.Mode(), roundDuration(time.Since(start)))
 		return l, 0
@@ -296,6 +311,9 @@ func (a *app) runLocked(l *advisorylock.Lock, path string) int {
 	cmd := exec.Command(path, a.o.command[1:]...)
 	cmd.Args[0] = a.o.command[0]
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if a.o.fencing {
+		cmd.Env = append(os.Environ(), EnvToken+"="+strconv.FormatInt(l.Token(), 10))
+	}
 	cmd.SysProcAttr = childSysProcAttr()
 	if err := cmd.Start(); err != nil {
 		code := exitCannotRun

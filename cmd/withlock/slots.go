@@ -42,6 +42,10 @@ func checkSlots(o options) error {
 		return usagef("--slots takes a lock name, not --key: a semaphore's keys derive from its name")
 	case o.shared:
 		return usagef("--slots and -s/--shared: a slot is exclusive")
+	case o.every > 0:
+		return usagef("--slots and --every: a run per period is one command at a time")
+	case o.fencing:
+		return usagef("--slots and --fencing: a semaphore's slots, held together, have no fencing tokens")
 	}
 	return nil
 }

@@ -29,8 +29,9 @@ func (a *app) status(ctx context.Context, pool *pgxpool.Pool, m *advisorylock.Mu
 	}
 	var b strings.Builder
 	writeStatus(&b, m, hs, time.Now())
+	code := a.writeRuns(ctx, pool, &b)
 	os.Stdout.WriteString(b.String())
-	return 0
+	return code
 }
 
 // writeStatus formats the holders and waiters of m's lock, as of now:

@@ -52,20 +52,55 @@ SIGQUIT, and a hangup's SIGHUP, already reach the command, so withlock does not
 send them a second time.) A signal that arrives while withlock waits for the
 lock ends the wait: withlock exits 128+N without running the command.
 
+With --every P, the command runs at most once per period P across all the
+machines: withlock takes the lock without waiting (a lock held elsewhere is a
+run under way: exit 0), and runs the command only if no successful run began
+in the last P on the database server's clock (otherwise exit 0; -v says why),
+with the run's number in WITHLOCK_RUN. A run counts only if the command exits 0
+with the lock held; a failed one is retried by the next withlock --every. For
+a cron entry, make P a little shorter than its interval (29m for */30). Runs
+are recorded in the table advisorylock_runs (--schema, default public).
+
 If the lock is lost while the command runs (the database session ended or the
 network went silent), withlock says so on stderr, sends the command SIGTERM,
 then SIGKILL after the grace period, and exits 75.
-
+` + helpFencing + `
 Exit status:
   the command's    when it ran; 128+N when it died of signal N
+  0                --every: not run, as a run is under way or not due
   1 (or -E N)      -n or -w could not get the lock
   64               usage error, or a connection string that cannot be parsed
   69               the database cannot be reached, refuses the login, or
-                   fails the lock request
+                   fails the lock request; --every: the run cannot be
+                   begun, or its success recorded
   75               the lock was lost while the command ran
   126              the command cannot be run
   127              the command is not found
   128+N            withlock got signal N while waiting for the lock
+`
+
+// fencingScript is the command of the help's example of --fencing: a write
+// that applies only when no newer holder of the lock has written.
+const fencingScript = `echo "update report set total = 42, token = :t
+          where token <= :t returning 1" |
+    psql -Atq -v t="$WITHLOCK_TOKEN" | grep -q 1 ||
+    { echo "stale: a newer holder has written" >&2; exit 1; }`
+
+// helpFencing is the help's paragraph on --fencing.
+const helpFencing = `
+With --fencing, the command gets the lock's fencing token in WITHLOCK_TOKEN: a
+number larger for each new holder of the lock, from any machine. Send it with
+each write to a store that keeps the newest token it accepted and refuses
+older ones: then a holder that lost the lock without knowing it (a paused
+machine, a silent network) cannot overwrite a newer holder's work. Here the
+store is a table with a token column, written with psql:
+
+  withlock --fencing nightly -- sh -c '
+    ` + fencingScript + `'
+
+The tokens come from the sequence public.advisorylock_fencing, which withlock
+creates on first use (CREATE on schema public needed; lacking it, withlock
+says which privilege is missing, and a DBA can create it ahead of time).
 `
 
 // writeHelp writes the manual to w.

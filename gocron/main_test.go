@@ -1,0 +1,11 @@
+package advisorylockgocron_test
+
+import (
+	"testing"
+
+	"github.com/advisorylock/advisorylock/internal/pgtest"
+)
+
+// TestMain provisions the test server, and checks once the tests have run
+// that they leaked no goroutine (a scheduler's, an Elector's campaign).
+func TestMain(m *testing.M) { pgtest.MainWithEnv(m, "DATABASE_URL") }
