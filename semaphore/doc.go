@@ -46,7 +46,9 @@
 // semaphore's channel (LISTEN), then looks at the slots. If none is free, it
 // waits in the server, on a second connection, on the slot whose holder most
 // likely took it first (the one whose session has been idle longest: its
-// lock statement was usually its last), and meanwhile for a notification.
+// lock statement was usually its last; pg_stat_activity shows that of other
+// roles' sessions only to superusers and members of pg_read_all_stats, and
+// otherwise the head picks one of them), and meanwhile for a notification.
 // Every release of a slot is announced on the channel (pg_notify, with the
 // slot's number) by the process that releases it, once the server has freed
 // the slot: [advisorylock.Lock.Unlock] of a slot costs two round trips, the
