@@ -3,25 +3,49 @@ package advisorylock
 import (
 	"context"
 	"errors"
+	"fmt"
+	"reflect"
 )
 
-// WithLock acquires m's lock as [Mutex.Lock] does, runs fn while holding it,
-// releases it however fn ends (return, panic, runtime.Goexit; a transaction
-// commits only when fn returns nil), and returns fn's value and error. fn's
-// context carries the lock ([LockFromContext]) and is cancelled, with a cause
-// matching [ErrLockLost], when the lock is lost. A failed acquisition is
-// returned without calling fn; a failed release is joined to fn's error.
-func WithLock[T any](ctx context.Context, m *Mutex, fn func(ctx context.Context) (T, error)) (T, error) {
+// A Locker acquires a lock, blocking as [Mutex.Lock] does, and returns it:
+// a [*Mutex], or a lock built on Mutexes, such as a slot of a semaphore
+// (package github.com/advisorylock/advisorylock/semaphore). [WithLock] takes
+// any Locker.
+//
+// A Locker returns a *Lock, which only a Mutex can make, so whatever it is
+// built of, the lock WithLock holds behaves as every other: its release,
+// its loss and its hooks are the Mutex's. A Locker must handle being called
+// through a nil pointer itself, returning an error; WithLock reports a nil
+// Locker, and a nil pointer of any type in one, as [ErrInvalidArgument]
+// without calling it.
+type Locker interface {
+	Lock(ctx context.Context) (*Lock, error)
+}
+
+var _ Locker = (*Mutex)(nil)
+
+// WithLock acquires a lock from m as its Lock method does ([Mutex.Lock] for a
+// Mutex), runs fn while holding it, releases it however fn ends (return,
+// panic, runtime.Goexit; a transaction commits only when fn returns nil), and
+// returns fn's value and error. fn's context carries the lock
+// ([LockFromContext]) and is cancelled, with a cause matching [ErrLockLost],
+// when the lock is lost. A failed acquisition is returned without calling fn;
+// a failed release is joined to fn's error. A nil m, or a nil pointer in m,
+// and a nil fn fail with [ErrInvalidArgument] before any round trip.
+func WithLock[T any](ctx context.Context, m Locker, fn func(ctx context.Context) (T, error)) (T, error) {
 	var zero T
-	if m == nil {
-		return zero, errNilMutex
+	if err := checkLocker(m); err != nil {
+		return zero, err
 	}
 	if fn == nil {
-		return zero, m.errorf("lock", errNilFunc)
+		return zero, &Error{Op: "lock", Lock: lockerString(m), Err: errNilFunc}
 	}
 	l, err := m.Lock(ctx)
-	if err != nil {
+	switch {
+	case err != nil:
 		return zero, err
+	case l == nil:
+		return zero, &Error{Op: "lock", Lock: lockerString(m), Err: errNoLock}
 	}
 	v, fnErr, releaseErr := runLocked(l, fn)
 	switch {
@@ -32,6 +56,38 @@ func WithLock[T any](ctx context.Context, m *Mutex, fn func(ctx context.Context)
 	default:
 		return v, errors.Join(fnErr, releaseErr)
 	}
+}
+
+// errNoLock reports a Locker that returned neither a lock nor an error.
+var errNoLock error = &argError{"the Locker returned no lock and no error"}
+
+// checkLocker reports a nil Locker, or one holding a nil pointer (or another
+// nil reference), which WithLock must not call.
+func checkLocker(m Locker) error {
+	if m == nil {
+		return errNilMutex
+	}
+	if mm, ok := m.(*Mutex); ok {
+		if mm == nil {
+			return errNilMutex
+		}
+		return nil
+	}
+	switch v := reflect.ValueOf(m); v.Kind() {
+	case reflect.Pointer, reflect.Map, reflect.Slice, reflect.Func, reflect.Chan, reflect.Interface:
+		if v.IsNil() {
+			return invalid(fmt.Sprintf("nil %T", m))
+		}
+	}
+	return nil
+}
+
+// lockerString names m in an error: as its String method does, if it has one.
+func lockerString(m Locker) string {
+	if s, ok := m.(fmt.Stringer); ok {
+		return s.String()
+	}
+	return ""
 }
 
 // runLocked runs fn under l and releases l on every exit path, including a

@@ -26,6 +26,7 @@ type options struct {
 	conflict   int              // -E
 	verbose    bool             // -v
 	status     bool             // --status
+	slots      int              // --slots: a semaphore of that many slots; 0: a lock
 	help       bool             // -h: print the manual and nothing else
 	grace      time.Duration    // --grace between SIGTERM and SIGKILL on a lost lock
 	keepalive  time.Duration    // --keepalive, the probe of a held lock
@@ -112,6 +113,10 @@ var flagSpecs = []flagSpec{
 		help: "the database, as a URL or keyword/value\n" +
 			"string; wins over the environment",
 		set: func(o *options, v string) error { o.db, o.hasDB = v, true; return nil }},
+	{long: []string{"slots"}, arg: "N",
+		help: "a semaphore of N slots (1 to 1000): at most\n" +
+			"N commands run under the name at once",
+		set: func(o *options, v string) (err error) { o.slots, err = parseSlots(v); return err }},
 	{long: []string{"status"},
 		help: "print the lock's holders and waiters with\n" +
 			"their backend pid, and its last run (of\n" +
@@ -248,6 +253,9 @@ func parseArgs(args []string) (options, error) {
 		return options{}, usagef("give a lock name or --key, not both")
 	case o.name == "" && !o.hasKey:
 		return options{}, usagef("missing lock name (or --key)")
+	}
+	if err := checkSlots(o); err != nil {
+		return options{}, err
 	}
 	if o.hasTimeout && o.timeout == 0 {
 		o.nonblock = true // flock(1): a zero timeout does not wait

@@ -113,6 +113,13 @@ func TestParseArgs(t *testing.T) {
 		})},
 		{"status after the name", []string{"x", "--status"}, def(func(o *options) { o.status, o.name = true, "x" })},
 		{"help after the name", []string{"x", "--help", "--bogus"}, def(func(o *options) { o.name, o.help = "x", true })},
+		{"slots", []string{"--slots", "3", "api", "--", "true"}, def(func(o *options) {
+			o.slots, o.name, o.command = 3, "api", []string{"true"}
+		})},
+		{"slots= after the name, with -n and -w", []string{"api", "--slots=1000", "-n", "-w", "2", "--", "true"}, def(func(o *options) {
+			o.slots, o.nonblock, o.timeout, o.hasTimeout, o.name, o.command = 1000, true, 2*time.Second, true, "api", []string{"true"}
+		})},
+		{"status of a semaphore", []string{"--status", "--slots", "2", "api"}, def(func(o *options) { o.status, o.slots, o.name = true, 2, "api" })},
 		{"every", []string{"--every", "30m", "slack-stats", "--", "./post"}, def(func(o *options) {
 			o.every, o.name, o.command = 30*time.Minute, "slack-stats", []string{"./post"}
 		})},
@@ -177,6 +184,13 @@ func TestParseArgs_usageErrors(t *testing.T) {
 		{"name and key", []string{"--key", "1", "x", "--", "true"}, "not both"},
 		{"status with command", []string{"--status", "x", "--", "true"}, "takes no command"},
 		{"bad grace", []string{"--grace", "-2", "x", "--", "true"}, "negative"},
+		{"no slots", []string{"--slots", "0", "x", "--", "true"}, "--slots: \"0\" is not a number from 1 to 1000"},
+		{"too many slots", []string{"--slots", "1001", "x", "--", "true"}, "from 1 to 1000"},
+		{"slots not a number", []string{"--slots=three", "x", "--", "true"}, "\"three\" is not a number"},
+		{"slots with a key", []string{"--slots", "2", "--key", "7", "--", "true"}, "--slots takes a lock name, not --key"},
+		{"shared slots", []string{"--slots", "2", "-s", "x", "--", "true"}, "a slot is exclusive"},
+		{"slots every", []string{"--slots", "2", "--every", "1h", "x", "--", "true"}, "--slots and --every"},
+		{"slots fenced", []string{"--slots", "2", "--fencing", "x", "--", "true"}, "--slots and --fencing"},
 		{"zero period", []string{"--every", "0", "x", "--", "true"}, "--every: the period must be positive"},
 		{"negative period", []string{"--every", "-1m", "x", "--", "true"}, "--every: negative"},
 		{"bad period", []string{"--every", "hourly", "x", "--", "true"}, "--every: invalid duration"},
@@ -440,6 +454,14 @@ func FuzzParseArgs(f *testing.F) {
 		"x\x00--db\x00postgres://h/d\x00--\x00cmd",
 		"x\x00-sw\x002\x00--\x00cmd\x00-n",
 		"--status\x00x\x00--db=h",
+		"--slots\x003\x00x\x00--\x00true",
+		"x\x00--slots=2\x00-n\x00--\x00true",
+		"--status\x00--slots\x001000\x00x",
+		"--slots\x000\x00x\x00--\x00true",
+		"--slots\x002\x00--key\x001\x00--\x00true",
+		"-s\x00--slots\x002\x00x\x00--\x00true",
+		"--slots\x002\x00--every\x001h\x00x\x00--\x00true",
+		"x\x00--fencing\x00--slots=3\x00--\x00true",
 		"--fencing\x00x\x00--\x00sh",
 		"--fencing=1\x00x\x00--\x00sh",
 		"x\x00y\x00--\x00a",
@@ -497,6 +519,9 @@ func FuzzParseArgs(f *testing.F) {
 					t.Fatalf("parseArgs(%q) = %+v, %v; parseArgs(%q) = %+v", moved, o2, err, args, o)
 				}
 			}
+		}
+		if o.slots < 0 || o.slots > 1000 || (o.slots > 0 && (o.hasKey || o.shared || o.every > 0 || o.fencing)) {
+			t.Fatalf("parseArgs(%q) = %+v: --slots out of range, or with --key, -s, --every or --fencing", args, o)
 		}
 		// --every: a positive period, on a name, exclusive; --schema with
 		// --every or --status.

@@ -38,6 +38,9 @@
 //	                          (42) or an int4 pair (1,2), as pg_advisory_lock
 //	                          takes them, to share a lock with other tools
 //	--db URL                  the database, as a URL or keyword/value string
+//	--slots N                 a semaphore of N slots (1 to 1000) instead of a
+//	                          lock: at most N commands run under the name at
+//	                          once (see Semaphores)
 //	--status                  print the holders and waiters of the lock, with
 //	                          their backend pid, and the last run of --every
 //	                          (with --every, when the next is due), and exit
@@ -63,14 +66,31 @@
 // it (the library's KeyFromName): Go programs, Node.js programs and withlock
 // naming the same lock exclude each other. --key names the key itself.
 //
+// # Semaphores
+//
+// With --slots N, the name is a semaphore's (package semaphore): at most N
+// commands run under it at once, across every machine that shares the
+// database, and the others wait for a slot, served in the order they came:
+//
+//	withlock --slots 3 partner-api -- ./sync.sh
+//
+// Every withlock using the name must give the same N (one that gives more
+// uses the extra slots too). -n fails at once when every slot is held or
+// others wait; -w bounds the wait; -s, --key, --every and --fencing do not go
+// with --slots. A waiting withlock waits in the server, woken when a slot is
+// released; a slot freed by a withlock that died is found within a second.
+// --status --slots N lists the holder of each slot and the waiters, in the
+// order they will be served.
+//
 // # The database
 //
 // The connection settings come from --db, else from the environment variable
 // PG_CONNECTION_STRING, else from the libpq environment alone (PGHOST, PGPORT,
 // PGUSER, PGDATABASE, PGPASSWORD, PGSERVICE, PGSSLMODE, ...), as psql reads
 // it. As with libpq, the PG* variables also fill in whatever a connection
-// string leaves out. withlock uses at most two connections, named
-// "withlock" (application_name) unless the settings name them. No message
+// string leaves out. withlock uses at most two connections (three with
+// --slots), named "withlock" (application_name) unless the settings name
+// them. No message
 // of withlock ever shows a password or a connection string.
 //
 // A password in --db is visible to every local user, in ps and /proc, for as

@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/advisorylock/advisorylock"
+	"github.com/advisorylock/advisorylock/semaphore"
 )
 
 // Exit statuses of withlock's own making (sysexits.h and the shell's).
@@ -57,6 +58,7 @@ type app struct {
 	src  connSource
 	red  *redactor
 	sigc chan os.Signal
+	sem  *semaphore.Semaphore // with --slots
 }
 
 // say writes one of withlock's own lines to stderr, secrets redacted.
@@ -99,6 +101,9 @@ func run(args []string) int {
 		a.say("%v", err)
 		return exitUsage
 	}
+	if o.slots > 0 {
+		cfg.MaxConns = slotsMaxConns
+	}
 	pool, err := pgxpool.NewWithConfig(context.Background(), cfg)
 	if err != nil {
 		a.say("%v", err)
@@ -111,6 +116,9 @@ func run(args []string) int {
 	signal.Notify(a.sigc, forwardedSignals...)
 	defer signal.Stop(a.sigc)
 
+	if o.slots > 0 {
+		return a.runSlots(pool, path)
+	}
 	if o.status {
 		code := 0
 		if sig := a.untilSignal(func(ctx context.Context) { code = a.status(ctx, pool, m) }); sig != nil {
@@ -281,7 +289,7 @@ func (a *app) release(l *advisorylock.Lock) error {
 	defer cancel()
 	err := l.Unlock(ctx)
 	if err == nil {
-		a.verbosef("released %s", l.Mutex())
+		a.verbosef("released %s", a.lockLabel(l))
 	}
 	return err
 }
@@ -290,7 +298,7 @@ func (a *app) release(l *advisorylock.Lock) error {
 // stopping it if the lock is lost, then releases l. It returns the exit
 // status.
 func (a *app) runLocked(l *advisorylock.Lock, path string) int {
-	m := l.Mutex()
+	m := a.lockLabel(l)
 	select {
 	case sig := <-a.sigc:
 		// A signal came as the lock was granted: do not start.

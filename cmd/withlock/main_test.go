@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -57,6 +58,7 @@ type syncBuffer struct {
 	mu      sync.Mutex
 	b       bytes.Buffer
 	changed chan struct{} // closed and replaced on every write
+	stamps  []stampAt     // markers to timestamp (see stamp), until seen
 }
 
 func newSyncBuffer() *syncBuffer { return &syncBuffer{changed: make(chan struct{})} }
@@ -66,7 +68,37 @@ func (s *syncBuffer) Write(p []byte) (int, error) {
 	defer s.mu.Unlock()
 	close(s.changed)
 	s.changed = make(chan struct{})
-	return s.b.Write(p)
+	n, err := s.b.Write(p)
+	if len(s.stamps) > 0 {
+		now, text := time.Now().UnixNano(), s.b.String()
+		s.stamps = slices.DeleteFunc(s.stamps, func(st stampAt) bool {
+			if strings.Contains(text, st.marker) {
+				st.at.Store(now)
+				return true
+			}
+			return false
+		})
+	}
+	return n, err
+}
+
+// stamp returns the time (Unix nanoseconds) at which the output first
+// contained marker, 0 until then, filled in by the writes to come.
+func (s *syncBuffer) stamp(marker string) *atomic.Int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	at := &atomic.Int64{}
+	if strings.Contains(s.b.String(), marker) {
+		at.Store(time.Now().UnixNano())
+		return at
+	}
+	s.stamps = append(s.stamps, stampAt{marker, at})
+	return at
+}
+
+type stampAt struct {
+	marker string
+	at     *atomic.Int64
 }
 
 func (s *syncBuffer) String() string {

@@ -32,6 +32,11 @@ const helpTail = `
 The lock name maps to a key as the npm package advisory-lock does, so Go and
 Node.js programs naming the same lock exclude each other.
 
+With --slots N the name is a semaphore's: at most N commands run under it at
+once across all machines, and the others wait, served in the order they came
+(every withlock using the name must give the same N). --status with --slots N
+lists who holds each slot and who waits.
+
 Database: --db, else PG_CONNECTION_STRING, else the libpq environment (PGHOST,
 PGPORT, PGUSER, PGDATABASE, PGPASSWORD, PGSERVICE, ...), as psql reads it.
 A password in --db is visible to every local user (ps, /proc): give it in
