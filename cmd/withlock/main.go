@@ -375,7 +375,7 @@ func (a *app) supervise(l *advisorylock.Lock, path string, env ...string) (ps *o
 			_ = cmd.Process.Signal(sig) // fails only if it has just exited
 		case <-lostc:
 			lostc, lost = nil, true
-			a.say("lock %s lost while the command ran: %s; sending SIGTERM to the command (pid %d)", l.Mutex(), lossReason(l.Err()), cmd.Process.Pid)
+			a.say("lock %s lost while the command ran: %s; sending SIGTERM to the command (pid %d)", a.lockLabel(l), lossReason(l.Err()), cmd.Process.Pid)
 			_ = cmd.Process.Signal(syscall.SIGTERM)
 			killTimer = time.NewTimer(a.o.grace)
 			killc = killTimer.C
