@@ -141,9 +141,9 @@ func WithKeepalive(d time.Duration) Option {
 }
 
 // WithHooks adds hooks that observe the Mutex's acquisitions and, for those
-// implementing [HoldHook] and [LostHook] (found once, when the Mutex is
-// created), its holds and losses. Hooks are called in the order given. Nil
-// hooks are ignored.
+// implementing [HoldHook], [LostHook] and [RetryHook] (found once, when the
+// Mutex is created), its holds, losses and waits started again. Hooks are
+// called in the order given. Nil hooks are ignored.
 func WithHooks(hooks ...Hook) Option {
 	return optionFunc(func(c *config) {
 		for _, h := range hooks {
