@@ -65,7 +65,7 @@ func serverKeepaliveFor(k time.Duration) serverKeepalive {
 	b := serverBound(k)
 	iv := max((k / 2).Truncate(time.Second), time.Second)
 	n := int((b+iv-1)/iv) - 1 // ceil(b/interval) - 1: idle + n×interval ≥ b
-	return serverKeepalive{idle: iv, interval: iv, count: max(n, 1), userTimeout: b.Round(time.Millisecond)}
+	return serverKeepalive{idle: iv, interval: iv, count: max(n, 1), userTimeout: (b + time.Millisecond - 1).Truncate(time.Millisecond)}
 }
 
 // boundSQL returns the set_config calls that put the server's bounds for
