@@ -47,6 +47,11 @@ SIGQUIT, and a hangup's SIGHUP, already reach the command, so withlock does not
 send them a second time.) A signal that arrives while withlock waits for the
 lock ends the wait: withlock exits 128+N without running the command.
 
+A wait holds nothing: when its database session ends before the grant (a
+terminated backend, a restart, a failover), withlock waits again on a new
+session, within -w. A database still unreachable when -w runs out exits 69;
+one unreachable from the start, at once.
+
 If the lock is lost while the command runs (the database session ended or the
 network went silent), withlock says so on stderr, sends the command SIGTERM,
 then SIGKILL after the grace period, and exits 75.
