@@ -130,6 +130,17 @@ func TransactionScope() Option {
 // intervals (a session the server ends, at once). The default is
 // [DefaultKeepalive] (3s); zero turns the probe off. A negative d makes every
 // call of the Mutex fail with ErrInvalidArgument.
+//
+// On lock sessions it also bounds the server's side, through the session's
+// tcp_keepalives_idle, tcp_keepalives_interval, tcp_keepalives_count and
+// tcp_user_timeout: the server ends the session of a client it has not heard
+// from for 2d + max(d, 1s) (9s at the default; 3d from d = 1s up), or up to
+// one of its keepalive intervals (d/2 in whole seconds, at least 1s) more.
+// That is after the holder, which gives up within 2d, was told, and hours
+// before the server's defaults would (2h11m on Linux). A waiting lock
+// session's TCP keepalive (idle and interval d/2, at least 1s; three probes)
+// notices a silent network during a wait, which then starts again. Zero
+// leaves the server's settings alone.
 func WithKeepalive(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		if d < 0 {
