@@ -159,3 +159,39 @@ func TestLost_partitionedLockSession(t *testing.T) {
 		t.Errorf("holder's Unlock = %v; want ErrLockLost", err)
 	}
 }
+
+// A wait on a lock session whose network is cut, both ways, notices through
+// its socket's TCP keepalive (the server may rightly say nothing while the
+// lock is held) and waits again; once the network is back and the holder
+// lets go, it gets the lock. The partitioned session ends on the server within
+// its bound, taking its place in the queue with it.
+func TestLock_waitSurvivesPartition(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.Database(t)
+	pool, other, admin := pgtest.NewPool(t, dsn), pgtest.NewPool(t, dsn), pgtest.NewPool(t, dsn)
+	ctx := t.Context()
+	holder, err := advisorylock.New(other, "cut-wait").Lock(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := newHookRecorder("r")
+	res := lockAsync(ctx, advisorylock.New(pool, "cut-wait", advisorylock.LockSessions(),
+		advisorylock.WithKeepalive(time.Second), advisorylock.WithHooks(rec), advisorylock.WithTimeout(time.Minute)))
+	pgtest.AwaitWaiters(t, admin, 1)
+	heal := pgtest.Partition(t, admin, pgtest.AdvisoryLockPIDs(t, admin, "not granted")[0])
+	start := time.Now()
+	rec.log.await(t, "AcquireRetry", 1)
+	t.Logf("a wait across a cut network started again %v after the cut (%v)", time.Since(start).Round(time.Millisecond),
+		rec.log.only("AcquireRetry")[0].retry.Err)
+	heal()
+	if err := holder.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r := <-res
+	if r.err != nil {
+		t.Fatalf("Lock after its wait's network was cut = %v; want the lock", r.err)
+	}
+	if err := r.l.Unlock(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -137,10 +137,11 @@ func TransactionScope() Option {
 // from for 2d + max(d, 1s) (9s at the default; 3d from d = 1s up), or up to
 // one of its keepalive intervals (d/2 in whole seconds, at least 1s) more.
 // That is after the holder, which gives up within 2d, was told, and hours
-// before the server's defaults would (2h11m on Linux). A waiting lock
-// session's TCP keepalive (idle and interval d/2, at least 1s; three probes)
-// notices a silent network during a wait, which then starts again. Zero
-// leaves the server's settings alone.
+// before the server's defaults would (2h11m on Linux). A lock session's own
+// socket sends TCP keepalives after d/2 idle (in whole seconds, at least 1s),
+// and gives up after three unanswered or, on Linux, as long with data
+// unacknowledged: a silent network is noticed during a wait too, which then
+// starts again. Zero leaves the server's settings and the socket's alone.
 func WithKeepalive(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		if d < 0 {

@@ -69,8 +69,13 @@ func retryable(err error, retrying bool) bool {
 	var ce *pgconn.ConnectError
 	var pgErr *pgconn.PgError
 	switch {
-	case errors.Is(err, ErrStandby), errors.Is(err, pgwire.ErrClosed):
+	case errors.Is(err, context.Canceled):
+		return false
+	case errors.Is(err, ErrStandby):
 		return true
+	case errors.Is(err, pgwire.ErrClosed):
+		// Not a session closed to end a wait that ran out of time.
+		return !errors.Is(err, context.DeadlineExceeded)
 	case !errors.As(err, &ce):
 		return false
 	case errors.As(err, &pgErr) && (strings.HasPrefix(pgErr.Code, "28") || pgErr.Code == "3D000"):
@@ -100,10 +105,16 @@ func (m *Mutex) takeRetrying(ctx context.Context, bound time.Duration) (*Lock, e
 	}
 	for retries := 0; ; retries++ {
 		l, err := m.takeOnce(ctx, bound, false)
-		if err == nil || !retryable(err, retries > 0) || ctx.Err() != nil {
+		if err == nil || !retryable(err, retries > 0) {
 			return l, err
 		}
 		cause := lostCause(err)
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			if errors.Is(err, ctxErr) {
+				return nil, err
+			}
+			return nil, m.errorf("lock", ctxErr, cause)
+		}
 		delay := retryDelay(retries + 1)
 		if !deadline.IsZero() {
 			rest := time.Until(deadline)
