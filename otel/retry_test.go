@@ -60,10 +60,10 @@ func TestHook_retry(t *testing.T) {
 		retries++
 		a := attrs(e.Attributes)
 		if got := a[advisorylockotel.RetryKey]; got != attribute.IntValue(1) {
-			t.Errorf("retry event's %s = %v; want 1", advisorylockotel.RetryKey, got.Emit())
+			t.Errorf("retry event's %s = %v; want 1", advisorylockotel.RetryKey, got.String())
 		}
 		if got := a[semconv.ErrorTypeKey]; got.AsString() != "57P01" {
-			t.Errorf("retry event's %s = %q; want the termination's SQLSTATE 57P01", semconv.ErrorTypeKey, got.Emit())
+			t.Errorf("retry event's %s = %q; want the termination's SQLSTATE 57P01", semconv.ErrorTypeKey, got.String())
 		}
 		if d := a[advisorylockotel.RetryDelayKey].AsFloat64(); d <= 0 || d > time.Minute.Seconds() {
 			t.Errorf("retry event's %s = %v; want a pause", advisorylockotel.RetryDelayKey, d)
