@@ -55,13 +55,17 @@ func (e *connLost) Unwrap() error { return e.err }
 func lostConn(err error) error { return &connLost{err} }
 
 // retryable reports whether an attempt that failed with err may start again:
-// its connection ended before the grant; or, once the wait has lost one
-// (retrying), a new connection could not be had, its session ended as it
-// opened, or it reached a hot standby.
+// its connection ended before the grant, by a failure of the network or of
+// the server (a terminated backend, a shutdown: SQLSTATE class 57), not by
+// the server refusing the statement (a pooler's protocol error, say, which
+// would refuse it again); or, once the wait has lost one (retrying), a new
+// connection could not be had, its session ended as it opened, or it reached
+// a hot standby.
 func retryable(err error, retrying bool) bool {
 	var cl *connLost
 	if errors.As(err, &cl) {
-		return true
+		var pgErr *pgconn.PgError
+		return !errors.As(cl.err, &pgErr) || strings.HasPrefix(pgErr.Code, "57")
 	}
 	if !retrying {
 		return false
