@@ -19,17 +19,19 @@ import (
 // restarted or failed over, the network went silent and the client closed
 // it), its server session has ended, or ends as soon as the server notices
 // (see bound.go), and anything it was granted meanwhile ends with it, never
-// handed to anyone: starting again cannot make two holders.
-// So Lock waits again, on a fresh connection, after a pause that doubles from
+// handed to anyone: starting again cannot make two holders. So Lock waits
+// again, on a fresh connection, after a pause that doubles from
 // retryFirst up to retryMax (with jitter, so that the waiters of a restarted
 // server do not come back in step), within the same bound: WithTimeout and
 // the context. While it does, a new connection that cannot be had, or that
 // reaches a hot standby (a failover under way), is one more reason to wait
 // and try again, not a failure; only the bound ends the call then, with an
 // error matching context.DeadlineExceeded that wraps the last cause. A first
-// attempt that cannot connect fails at once, as before: a server never
-// reached is more likely misconfigured than failing over. TryLock never
-// retries: it is one round trip.
+// attempt that cannot connect fails at once: a server never reached is more
+// likely misconfigured than failing over. TryLock never retries: it is one
+// round trip. A connection the server closed over the statement itself (a
+// pooler refusing it) is no loss to retry: the statement would be refused
+// again.
 //
 // An interrupted wait (a timeout, a cancellation) is never started again, even
 // when interrupting it closed its connection: its bound is spent.

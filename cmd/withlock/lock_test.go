@@ -208,7 +208,7 @@ func TestKeys_interoperate(t *testing.T) {
 // A withlock waiting for a held lock whose waiting backend is terminated
 // waits again, on a fresh session, and runs the command once the holder lets
 // go: a wait holds nothing, so losing its connection is no reason to give up
-// (it used to exit 69).
+// (exit 69 would send the caller away for nothing).
 func TestWait_survivesTerminatedBackend(t *testing.T) {
 	t.Parallel()
 	dsn, env := testDB(t)
