@@ -10,6 +10,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/advisorylock/advisorylock/internal/pgwire"
 )
 
 // SQLSTATEs the lock path tells apart.
@@ -146,7 +148,14 @@ func (m *Mutex) acquire(ctx context.Context, try bool) (*Lock, error) {
 			return nil, m.errorf(op, context.DeadlineExceeded)
 		}
 	}
+	left := false
+	defer func() {
+		if !left {
+			m.leave(g) // a RetryHook panicked
+		}
+	}()
 	l, err := m.take(ctx, bound, try)
+	left = true
 	if err != nil || m.cfg.mode == ModeShared {
 		m.leave(g)
 	} else {
@@ -164,8 +173,18 @@ func tryOp(try bool) string {
 }
 
 // take takes the lock where m keeps its locks: on lock sessions, or on a
-// pooled connection.
-func (m *Mutex) take(ctx context.Context, bound time.Duration, try bool) (_ *Lock, err error) {
+// pooled connection. A wait that loses its connection before the grant starts
+// again (see retry.go).
+func (m *Mutex) take(ctx context.Context, bound time.Duration, try bool) (*Lock, error) {
+	if try {
+		return m.takeOnce(ctx, bound, true)
+	}
+	return m.takeRetrying(ctx, bound)
+}
+
+// takeOnce is one attempt of take. The error of an attempt whose connection
+// ended before the grant is marked (lostConn).
+func (m *Mutex) takeOnce(ctx context.Context, bound time.Duration, try bool) (_ *Lock, err error) {
 	if m.fence != nil {
 		defer func() { m.fence.forget(err) }()
 	}
@@ -196,6 +215,9 @@ func (m *Mutex) acquireOnSessions(ctx context.Context, bound time.Duration, try 
 		}
 		l, ok, err := m.tryOn(ctx, s)
 		if err != nil {
+			if errors.Is(err, pgwire.ErrClosed) && ctx.Err() == nil {
+				err = lostConn(err) // the session ended
+			}
 			return nil, m.errorf(op, err)
 		}
 		if ok {
@@ -297,6 +319,9 @@ func (m *Mutex) acquireSession(ctx context.Context, conn *pgxpool.Conn, bound ti
 		return false, m.errorf(tryOp(try), ErrPooler)
 	}
 	if err != nil {
+		if interrupted == nil && c.IsClosed() {
+			err = lostConn(err) // the session ended: nothing is held
+		}
 		m.releaseAfterFailure(conn)
 		return false, m.waitError(tryOp(try), err, interrupted)
 	}
@@ -341,6 +366,9 @@ func (m *Mutex) acquireTx(ctx context.Context, l *Lock, bound time.Duration, try
 		l.tx = br.Tx()
 		return err
 	})
+	if err != nil && interrupted == nil && c.IsClosed() {
+		err = lostConn(err) // the session ended, and its transaction
+	}
 	if err != nil || !ok {
 		rollbackAfterFailure(l.conn)
 		l.tx = nil

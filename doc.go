@@ -37,6 +37,20 @@
 // that waits in the server: 200 goroutines waiting for one lock spend one
 // pooled connection, not the whole pool.
 //
+// A wait holds nothing until its grant reaches the caller, so a wait whose
+// connection ends before that (its backend terminated, the server restarted or
+// failed over, the network gone silent) waits again on a fresh connection,
+// after a pause that doubles from 20ms up to 2s, within the same bound (the
+// timeout and the context), and says so to hooks ([RetryHook]). The session
+// it lost has ended, or ends once the server notices, and takes anything it
+// was granted meanwhile with it: starting again never makes two holders.
+// While it retries, a server that cannot be reached, or that is a hot standby
+// (a failover under way), is waited for too; only one still away when the
+// bound runs out fails the call, with an error matching
+// context.DeadlineExceeded that says why. A server that cannot be reached at
+// the first attempt fails the call at once, and [Mutex.TryLock], one round
+// trip, never retries.
+//
 // # Scopes: sessions, transactions and the pool
 //
 // A session-scoped lock (the default) belongs to a database session: that of
@@ -96,6 +110,31 @@
 // writes to the same database, since those commit only if the lock's
 // transaction does.
 //
+// The server's side of a silent network is bounded too, on lock sessions. By
+// itself the server keeps the session of a client that vanished without a
+// word, and its locks, until its TCP stack gives up: 2h11m with Linux's
+// defaults. A lock session asks for less in the statement it opens with (no
+// extra round trip): tcp_keepalives_idle, tcp_keepalives_interval,
+// tcp_keepalives_count and tcp_user_timeout, so that the server ends the
+// session of a client it has not heard from for 2K + max(K, 1s), K being the
+// keepalive (9s by default; 3K from K = 1s up), or up to one of its
+// keepalive intervals (K/2 in whole seconds, at least 1s) more. The holder
+// gives up within 2K of the last byte it received: it is told before the
+// server frees the lock, with a margin of at least a second. A cut network is
+// thus no overlap, and the lock is free again within seconds. With
+// WithKeepalive(0) the server keeps its own settings; behind a pooler
+// ([AllowPooler]) its peer is the pooler, whose own settings apply; a pinned
+// connection belongs to the pool, so its session is left as the pool made it
+// (set these parameters in the pool's connection string to bound it).
+//
+// On a failover (a standby promoted, the old primary stopped), every session
+// lock held on the old primary is lost, and reported as such: advisory locks
+// are never replicated. A wait on the old primary waits again (see above): on
+// the new primary, when the pool's connection string leads there (several
+// hosts with target_session_attrs=read-write, or a name that moves). An old
+// primary left running keeps its holders' locks, and a client still connected
+// to it cannot tell: fencing it is the failover's job.
+//
 // Unlock is bounded by its context: a release that cannot complete closes
 // the connection, ending the session and its locks, and returns the error.
 // WithLock releases on a context of its own, bounded to 10s, so that a
@@ -151,7 +190,8 @@
 //
 // [WithHooks] adds observers in the style of pgx's tracers: a [Hook] sees
 // each acquisition (AcquireStart, AcquireEnd); one that also implements
-// [HoldHook] sees each hold, and [LostHook] each loss; [MultiHook] fans out.
+// [HoldHook] sees each hold, [LostHook] each loss, and [RetryHook] each wait
+// started again; [MultiHook] fans out.
 // Hooks run synchronously on the lock path and must be safe for concurrent
 // use. With no hooks set, the lock path calls none and pays nothing for them.
 // A hook that panics does not leave a lock held: the lock is released (its

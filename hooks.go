@@ -6,8 +6,8 @@ import (
 )
 
 // A Hook observes a Mutex's acquisitions, as pgx's tracers observe queries.
-// Hook is the base interface; a Hook may also implement HoldHook and
-// LostHook, which WithHooks finds once, by type assertion.
+// Hook is the base interface; a Hook may also implement HoldHook, LostHook
+// and RetryHook, which WithHooks finds once, by type assertion.
 //
 // AcquireStart is called before the first round trip, with the caller's
 // context; the context it returns is used for the acquisition and passed to
@@ -106,6 +106,28 @@ type LostData struct {
 	Err error
 }
 
+// RetryHook is told when a wait starts again: [Mutex.Lock] lost its
+// connection before the grant (its backend was terminated, the server
+// restarted or failed over, the network went silent) and, after a pause,
+// waits again on a fresh connection (see the package documentation).
+// AcquireRetry is called before the pause, with the context AcquireStart
+// returned, between AcquireStart and AcquireEnd; a tracing hook adds an event
+// to the acquisition's span.
+type RetryHook interface {
+	AcquireRetry(ctx context.Context, m *Mutex, data AcquireRetryData)
+}
+
+// AcquireRetryData describes a wait about to start again.
+type AcquireRetryData struct {
+	// Retry counts the retries of this acquisition: 1 for the first.
+	Retry int
+	// Delay is the pause before the retry.
+	Delay time.Duration
+	// Err is why the previous attempt ended: the lost connection's error, or
+	// why a new one could not be had.
+	Err error
+}
+
 // Outcome classifies how an acquisition ended.
 type Outcome uint8
 
@@ -139,7 +161,7 @@ func (o Outcome) String() string {
 }
 
 // MultiHook returns a Hook that calls each of hooks in order, also for the
-// HoldHook and LostHook each implements, as pgx's multitracer
+// HoldHook, LostHook and RetryHook each implements, as pgx's multitracer
 // does. The context returned by one hook's Start is passed to the next; the
 // End methods are called in the same order, each with the context the last
 // Start returned, so a hook that keeps state in the context must find it
@@ -155,6 +177,7 @@ type hookSet struct {
 	acquire []Hook
 	hold    []HoldHook
 	lost    []LostHook
+	retry   []RetryHook
 }
 
 func newHookSet(hooks []Hook) *hookSet {
@@ -167,6 +190,7 @@ func newHookSet(hooks []Hook) *hookSet {
 			s.acquire = append(s.acquire, inner.acquire...)
 			s.hold = append(s.hold, inner.hold...)
 			s.lost = append(s.lost, inner.lost...)
+			s.retry = append(s.retry, inner.retry...)
 			continue
 		}
 		s.acquire = append(s.acquire, h)
@@ -176,12 +200,15 @@ func newHookSet(hooks []Hook) *hookSet {
 		if a, ok := h.(LostHook); ok {
 			s.lost = append(s.lost, a)
 		}
+		if a, ok := h.(RetryHook); ok {
+			s.retry = append(s.retry, a)
+		}
 	}
 	return s
 }
 
 func (s *hookSet) empty() bool {
-	return len(s.acquire) == 0 && len(s.hold) == 0 && len(s.lost) == 0
+	return len(s.acquire) == 0 && len(s.hold) == 0 && len(s.lost) == 0 && len(s.retry) == 0
 }
 
 // AcquireStart implements Hook.
@@ -218,5 +245,12 @@ func (s *hookSet) HoldEnd(ctx context.Context, l *Lock, data HoldEndData) {
 func (s *hookSet) LockLost(ctx context.Context, l *Lock, data LostData) {
 	for _, h := range s.lost {
 		h.LockLost(ctx, l, data)
+	}
+}
+
+// AcquireRetry implements RetryHook.
+func (s *hookSet) AcquireRetry(ctx context.Context, m *Mutex, data AcquireRetryData) {
+	for _, h := range s.retry {
+		h.AcquireRetry(ctx, m, data)
 	}
 }

@@ -19,7 +19,7 @@ import (
 // hookEvent is one call of a hook method, as a hookRecorder saw it.
 type hookEvent struct {
 	hook string // the recorder's name
-	op   string // "AcquireStart", "AcquireEnd", "HoldStart", "HoldEnd", "LockLost"
+	op   string // "AcquireStart", "AcquireEnd", "HoldStart", "HoldEnd", "LockLost", "AcquireRetry"
 	path []string
 
 	acquireStart advisorylock.AcquireStartData
@@ -27,6 +27,7 @@ type hookEvent struct {
 	holdStart    advisorylock.HoldStartData
 	holdEnd      advisorylock.HoldEndData
 	lost         advisorylock.LostData
+	retry        advisorylock.AcquireRetryData
 }
 
 // hookPathKey is the context key under which hookRecorders chain their names:
@@ -113,7 +114,7 @@ func (g *hookLog) await(t *testing.T, op string, n int) {
 	}
 }
 
-// hookRecorder implements Hook, HoldHook and LostHook, recording each
+// hookRecorder implements Hook, HoldHook, LostHook and RetryHook, recording each
 // call in its log. panicIn names an operation in which it panics (after
 // recording the call).
 type hookRecorder struct {
@@ -158,6 +159,10 @@ func (r *hookRecorder) HoldEnd(ctx context.Context, l *advisorylock.Lock, data a
 
 func (r *hookRecorder) LockLost(ctx context.Context, l *advisorylock.Lock, data advisorylock.LostData) {
 	r.record(ctx, hookEvent{op: "LockLost", lost: data})
+}
+
+func (r *hookRecorder) AcquireRetry(ctx context.Context, m *advisorylock.Mutex, data advisorylock.AcquireRetryData) {
+	r.record(ctx, hookEvent{op: "AcquireRetry", retry: data})
 }
 
 // lostOnly implements LostHook, and Hook with methods that do nothing.

@@ -149,18 +149,21 @@ func (m *Mutex) String() string {
 // Lock acquires the lock, blocking until the server grants it, the
 // WithTimeout bound passes or ctx is done. The wait happens in the server,
 // on a pooled connection that stays pinned to the returned Lock until it is
-// released (with LockSessions, on a lock session).
+// released (with LockSessions, on a lock session). A wait whose connection
+// ends before the grant waits again on a fresh one, within the same bound
+// (see the package documentation, and [RetryHook]).
 // On failure it holds nothing and returns an error matching
-// context.DeadlineExceeded, context.Canceled, ErrStandby, ErrPooler,
-// ErrPrivilege (with WithFencing) or ErrInvalidArgument, or the driver's
-// error.
+// context.DeadlineExceeded (also for a server still unreachable when the
+// bound passed), context.Canceled, ErrStandby, ErrPooler, ErrPrivilege (with
+// WithFencing) or ErrInvalidArgument, or the driver's error.
 func (m *Mutex) Lock(ctx context.Context) (*Lock, error) {
 	return m.lock(ctx, false)
 }
 
 // TryLock acquires the lock if it is free, without waiting: one round trip.
 // When another session holds it in a conflicting mode, TryLock returns an
-// error matching [ErrLocked]. Other failures are reported as by Lock.
+// error matching [ErrLocked]. Other failures are reported as by Lock; a lost
+// connection is one of them: TryLock never retries.
 func (m *Mutex) TryLock(ctx context.Context) (*Lock, error) {
 	return m.lock(ctx, true)
 }

@@ -132,6 +132,18 @@ func TransactionScope() Option {
 // intervals (a session the server ends, at once). The default is
 // [DefaultKeepalive] (3s); zero turns the probe off. A negative d makes every
 // call of the Mutex fail with ErrInvalidArgument.
+//
+// On lock sessions it also bounds the server's side, through the session's
+// tcp_keepalives_idle, tcp_keepalives_interval, tcp_keepalives_count and
+// tcp_user_timeout: the server ends the session of a client it has not heard
+// from for 2d + max(d, 1s) (9s at the default; 3d from d = 1s up), or up to
+// one of its keepalive intervals (d/2 in whole seconds, at least 1s) more.
+// That is after the holder, which gives up within 2d, was told, and hours
+// before the server's defaults would (2h11m on Linux). A lock session's own
+// socket sends TCP keepalives after d/2 idle (in whole seconds, at least 1s),
+// and gives up after three unanswered or, on Linux, as long with data
+// unacknowledged: a silent network is noticed during a wait too, which then
+// starts again. Zero leaves the server's settings and the socket's alone.
 func WithKeepalive(d time.Duration) Option {
 	return optionFunc(func(c *config) {
 		if d < 0 {
@@ -143,9 +155,9 @@ func WithKeepalive(d time.Duration) Option {
 }
 
 // WithHooks adds hooks that observe the Mutex's acquisitions and, for those
-// implementing [HoldHook] and [LostHook] (found once, when the Mutex is
-// created), its holds and losses. Hooks are called in the order given. Nil
-// hooks are ignored.
+// implementing [HoldHook], [LostHook] and [RetryHook] (found once, when the
+// Mutex is created), its holds, losses and waits started again. Hooks are
+// called in the order given. Nil hooks are ignored.
 func WithHooks(hooks ...Hook) Option {
 	return optionFunc(func(c *config) {
 		for _, h := range hooks {

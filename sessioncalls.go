@@ -161,8 +161,14 @@ func (m *Mutex) waitOn(ctx context.Context, s *lockSession, bound time.Duration)
 		set.mu.Lock()
 		s.waiting = false
 		if s.gone {
+			// The session ended as the grant arrived, and the lock with
+			// it: the wait can start again.
 			set.mu.Unlock()
-			return nil, m.errorf("lock", ErrLockLost)
+			cause := s.w.Err()
+			if cause == nil {
+				cause = pgwire.ErrClosed
+			}
+			return nil, m.errorf("lock", lostConn(cause))
 		}
 		s.locks[l] = struct{}{}
 		set.count(m.keys, m.cfg.mode, 1)
@@ -187,6 +193,9 @@ func (m *Mutex) waitOn(ctx context.Context, s *lockSession, bound time.Duration)
 		}
 		s.settle()
 		set.mu.Unlock()
+	}
+	if interrupted == nil && errors.Is(err, pgwire.ErrClosed) {
+		err = lostConn(err) // the session ended: nothing is held
 	}
 	var pgErr *pgconn.PgError
 	switch {

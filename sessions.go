@@ -126,16 +126,18 @@ type lockSession struct {
 	gone      bool               // removed from the set
 }
 
-// connConfig returns the pool's connection settings, read once.
+// connConfig returns the pool's connection settings, read once, with the
+// lock sessions' TCP keepalive (see sessionConfig).
 func (set *sessionSet) connConfig() *pgconn.Config {
 	if set.cfg == nil {
-		set.cfg = set.key.pool.Config().ConnConfig.Config.Copy()
+		set.cfg = sessionConfig(&set.key.pool.Config().ConnConfig.Config, set.key.keepalive)
 	}
 	return set.cfg
 }
 
 // open opens a lock session. It blocks for the connection and one round
-// trip, the pooler check (skipped with AllowPooler).
+// trip, the pooler check (skipped with AllowPooler), whose statement also sets
+// the server's bounds on a silent client (see bound.go).
 func (set *sessionSet) open(ctx context.Context) (*lockSession, error) {
 	set.mu.Lock()
 	cfg := set.connConfig()
@@ -156,24 +158,51 @@ func (set *sessionSet) open(ctx context.Context) (*lockSession, error) {
 		return nil, fmt.Errorf("opening a lock session: %w", err)
 	}
 	s.w, s.pid = w, int32(w.PID())
-	// A hot standby takes no lock (the caller refuses it), so the pooler
-	// check's round trip is spared.
-	if !set.key.allowPooler && w.ParameterStatus("in_hot_standby") != "on" {
-		// Behind a pooler the backend running a statement is not the one
-		// the session announced; the first statement says whether it is.
-		res, err := w.Do(ctx, "select pg_catalog.pg_backend_pid()")
-		switch {
-		case err == nil && res.Err != nil:
-			err = res.Err
-		case err == nil && (len(res.Rows) != 1 || string(res.Rows[0][0]) != strconv.Itoa(int(s.pid))):
-			err = ErrPooler
+	if set.key.allowPooler {
+		// Behind a pooler the server's peer is the pooler, whose own
+		// keepalive settings bound a silent client; settings made here
+		// would stay on a server session that others get next.
+		return s, nil
+	}
+	pid := strconv.Itoa(int(s.pid))
+	bounds := boundSQL(set.key.keepalive, w.ParameterStatus("server_version"))
+	if w.ParameterStatus("in_hot_standby") == "on" {
+		// A hot standby takes no lock (the caller refuses it), so the
+		// pooler check's round trip is spared; the bounds are sent without
+		// waiting, in case a promotion makes the session carry locks.
+		if bounds != "" {
+			err = w.Send("select pg_catalog.pg_backend_pid()"+bounds+" where pg_catalog.pg_backend_pid() = "+pid, s.checkSetup)
 		}
 		if err != nil {
 			_ = w.Close(context.Background())
 			return nil, err
 		}
+		return s, nil
+	}
+	// Behind a pooler the backend running a statement is not the one the
+	// session announced; the first statement says whether it is, and sets
+	// the bounds only where it is, so that a pooler's server session keeps
+	// its settings.
+	res, err := w.Do(ctx, "select pg_catalog.pg_backend_pid()"+bounds+" where pg_catalog.pg_backend_pid() = "+pid)
+	switch {
+	case err == nil && res.Err != nil:
+		err = res.Err
+	case err == nil && (len(res.Rows) != 1 || string(res.Rows[0][0]) != pid):
+		err = ErrPooler
+	}
+	if err != nil {
+		_ = w.Close(context.Background())
+		return nil, err
 	}
 	return s, nil
+}
+
+// checkSetup ends a session whose set-up statement failed: its bounds are not
+// what this package promises.
+func (s *lockSession) checkSetup(res pgwire.Result, err error) {
+	if err == nil && (res.Err != nil || len(res.Rows) != 1) {
+		s.fail()
+	}
 }
 
 // route returns a shared session on which to ask for keys in mode, with the

@@ -61,8 +61,11 @@
 // probes its session every third of the lease and treats its leadership as
 // lost when a probe goes unanswered for another third: it stops believing it
 // leads within two thirds of the lease. The server ends a session that sent
-// nothing for the whole lease (the session's idle_session_timeout), which
-// releases the lock, and only then can another candidate win. The old leader
+// nothing for the whole lease (the session's idle_session_timeout), and its
+// TCP stack gives up on a client it has not heard from for as long (for a
+// lease under 3s, two thirds of it plus a second: the lock sessions'
+// tcp_keepalives_* and tcp_user_timeout, see [advisorylock.WithKeepalive]),
+// either of which releases the lock, and only then can another candidate win. The old leader
 // thus steps down about a third of a lease before a new one can start, unless
 // its process stalls for that long; a session the server ended (a crash,
 // pg_terminate_backend) is noticed within moments, about when the next

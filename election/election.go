@@ -165,8 +165,11 @@ func (e *Election) String() string {
 // ([Leadership.Done]). It fails with ctx's error ([context.Canceled],
 // [context.DeadlineExceeded]), [ErrClosed], [ErrCampaigning] at once while
 // another campaign or leadership of e is under way, the driver's error when
-// its session ends, [advisorylock.ErrPooler], [advisorylock.ErrStandby] or
-// [advisorylock.ErrInvalidArgument]. A grant that arrives once ctx is done is
+// the server cannot be reached at first, [advisorylock.ErrPooler],
+// [advisorylock.ErrStandby] or [advisorylock.ErrInvalidArgument]. A wait that
+// loses its session (a terminated backend, a restart, a failover, a network
+// gone silent) waits again on a fresh one, within ctx, as
+// [advisorylock.Mutex.Lock] does. A grant that arrives once ctx is done is
 // resigned, not returned. A previous leadership whose release was never
 // confirmed is confirmed first (see [Leadership.Resign]).
 func (e *Election) Campaign(ctx context.Context) (*Leadership, error) {

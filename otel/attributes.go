@@ -49,11 +49,23 @@ const (
 	// span of an acquisition that got the lock and on the hold span; absent
 	// without fencing.
 	TokenKey = attribute.Key("advisorylock.token")
+	// RetryKey is, on a retry event, which retry of the acquisition it is:
+	// 1 for the first.
+	RetryKey = attribute.Key("advisorylock.retry.number")
+	// RetryDelayKey is, on a retry event, the pause before the retry, in
+	// seconds.
+	RetryDelayKey = attribute.Key("advisorylock.retry.delay_seconds")
 )
 
 // LostEventName is the name of the event added to a hold span when its lock
 // is lost.
 const LostEventName = "advisorylock.lost"
+
+// RetryEventName is the name of the event added to an acquisition's span when
+// its wait lost its connection before the grant and starts again
+// (advisorylock.RetryHook), with RetryKey, RetryDelayKey and the error.type of
+// why the previous attempt ended.
+const RetryEventName = "advisorylock.retry"
 
 // HashLockName returns the hash recorded for name under LockNameHashed: the
 // first 16 hexadecimal digits of the SHA-256 of its UTF-8 bytes, as

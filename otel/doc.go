@@ -31,7 +31,11 @@
 // names can carry customer ids. An acquisition's span also records whether it
 // was a TryLock (TryKey), its bound (TimeoutKey) and its outcome (OutcomeKey);
 // a hold's whether the lock was lost (LostKey). A span's duration is the wait,
-// or the time the lock was held.
+// or the time the lock was held. A wait that lost its connection before the
+// grant and starts again (advisorylock.RetryHook) adds an event to its
+// acquisition's span (RetryEventName), with which retry it is, the pause
+// before it and the error.type of the lost connection (57P01 for a
+// terminated backend).
 //
 // The attributes are set as a span ends, all in one call, from slices built
 // once per lock and outcome, so that the SDK copies them once; only the
@@ -57,6 +61,8 @@
 //   - advisorylock.hold.duration (histogram, s): how long locks were held.
 //   - advisorylock.held (up-down counter): locks held now.
 //   - advisorylock.lost (counter): locks lost while held.
+//   - advisorylock.retries (counter): waits started again after their
+//     connection ended before the grant.
 //
 // The histograms' buckets (DurationBuckets) run from 100µs to an hour. Metric
 // attributes are low-cardinality: mode, scope, and for acquisitions the

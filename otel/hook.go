@@ -20,7 +20,7 @@ import (
 
 // A Hook traces and measures the locks of the Mutexes it is given to (through
 // advisorylock.WithHooks). It implements advisorylock.Hook,
-// advisorylock.HoldHook and advisorylock.LostHook. It is safe for concurrent
+// advisorylock.HoldHook, advisorylock.LostHook and advisorylock.RetryHook. It is safe for concurrent
 // use, and one Hook may serve any number of Mutexes.
 //
 // A Hook keeps its spans in the contexts it returns, under keys of its own,
@@ -37,9 +37,10 @@ type Hook struct {
 }
 
 var (
-	_ advisorylock.Hook     = (*Hook)(nil)
-	_ advisorylock.HoldHook = (*Hook)(nil)
-	_ advisorylock.LostHook = (*Hook)(nil)
+	_ advisorylock.Hook      = (*Hook)(nil)
+	_ advisorylock.HoldHook  = (*Hook)(nil)
+	_ advisorylock.LostHook  = (*Hook)(nil)
+	_ advisorylock.RetryHook = (*Hook)(nil)
 )
 
 // NewHook returns a Hook configured by opts. It creates its tracer and its
@@ -265,6 +266,26 @@ func withToken(attrs []attribute.KeyValue, token int64) []attribute.KeyValue {
 		return attrs
 	}
 	return append(attrs[:len(attrs):len(attrs)], TokenKey.Int64(token))
+}
+
+// AcquireRetry adds the event RetryEventName to the acquisition's span and
+// counts the retry in advisorylock.retries. It implements
+// advisorylock.RetryHook.
+func (h *Hook) AcquireRetry(ctx context.Context, m *advisorylock.Mutex, data advisorylock.AcquireRetryData) {
+	s := h.section(ctx, false)
+	if s == nil {
+		return // nothing to record, or not started by h
+	}
+	if s.acquire.span != nil && s.acquire.span.IsRecording() {
+		s.acquire.span.AddEvent(RetryEventName, trace.WithAttributes(
+			RetryKey.Int(data.Retry),
+			RetryDelayKey.Float64(data.Delay.Seconds()),
+			semconv.ErrorTypeKey.String(errorType(advisorylock.OutcomeError, data.Err)),
+		))
+	}
+	if h.metrics != nil {
+		h.metrics.retried(ctx, s.lock)
+	}
 }
 
 // lostEvent are the options of every lost event.

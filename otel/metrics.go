@@ -25,6 +25,9 @@ const (
 	HeldName = "advisorylock.held"
 	// LostName is the counter of locks lost while held.
 	LostName = "advisorylock.lost"
+	// RetriesName is the counter of waits started again after they lost
+	// their connection before the grant.
+	RetriesName = "advisorylock.retries"
 )
 
 // durationBuckets are the explicit bucket boundaries of both histograms, in
@@ -62,7 +65,8 @@ func newAttrOptions(attrs ...attribute.KeyValue) attrOptions {
 
 // metrics are a Hook's instruments and the attribute sets they record with.
 //
-// The two histograms and the lost counter are synchronous instruments. The
+// The two histograms and the lost and retries counters are synchronous
+// instruments. The
 // acquisitions counter and the held up-down counter are, by default,
 // asynchronous: the lock path adds to atomic counters, one per attribute set,
 // which a callback reports when the metrics are collected, so that the
@@ -72,6 +76,7 @@ type metrics struct {
 	acquireDuration metric.Float64Histogram
 	holdDuration    metric.Float64Histogram
 	lost            metric.Int64Counter
+	retries         metric.Int64Counter
 
 	// With lock names: synchronous instruments. Otherwise nil.
 	acquisitions metric.Int64Counter
@@ -132,6 +137,10 @@ func newMetrics(mp metric.MeterProvider, withNames bool) *metrics {
 		metric.WithUnit("{lock}"),
 		metric.WithDescription("Advisory locks lost while held: their session ended or stopped answering."))
 	m.lost = orNoop(lost, err, metric.Int64Counter(noop.Int64Counter{}))
+	retries, err := meter.Int64Counter(RetriesName,
+		metric.WithUnit("{retry}"),
+		metric.WithDescription("Waits for advisory locks started again after their connection ended before the grant."))
+	m.retries = orNoop(retries, err, metric.Int64Counter(noop.Int64Counter{}))
 
 	const (
 		acquisitionsUnit = "{acquisition}"
@@ -246,4 +255,9 @@ func (m *metrics) holdEnded(ctx context.Context, lock *lockTelemetry, held time.
 // lockLost counts a lock lost.
 func (m *metrics) lockLost(ctx context.Context, lock *lockTelemetry) {
 	m.lost.Add(ctx, 1, lock.sets.hold.add...)
+}
+
+// retried counts a wait started again.
+func (m *metrics) retried(ctx context.Context, lock *lockTelemetry) {
+	m.retries.Add(ctx, 1, lock.sets.hold.add...)
 }

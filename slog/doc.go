@@ -26,6 +26,10 @@
 //   - EventLost, "advisorylock: lock lost" (error): a lock lost while held.
 //   - EventError, "advisorylock: error" (error): an acquisition or a release
 //     that failed otherwise.
+//   - EventRetry, "advisorylock: retry" (warn): a wait that lost its
+//     connection before the grant (a terminated backend, a restart, a
+//     failover) and starts again; with retry (1 for the first), delay (the
+//     pause before it) and err (why the previous attempt ended).
 //
 // A busy TryLock is an answer, not an event: it is never logged. WithLevel
 // sets an event's level.

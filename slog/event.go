@@ -20,6 +20,10 @@ const (
 	// EventError is an acquisition or a release that failed otherwise. Its
 	// level is error unless set.
 	EventError
+	// EventRetry is a wait that lost its connection before the grant (a
+	// terminated backend, a restart, a failover) and starts again
+	// (advisorylock.RetryHook). Its level is warn unless set.
+	EventRetry
 
 	numEvents
 )
@@ -30,11 +34,12 @@ var messages = [numEvents]string{
 	EventHold:    "advisorylock: long hold",
 	EventLost:    "advisorylock: lock lost",
 	EventError:   "advisorylock: error",
+	EventRetry:   "advisorylock: retry",
 }
 
 // String returns the message of e's records: "advisorylock: long wait",
 // "advisorylock: timeout", "advisorylock: long hold", "advisorylock: lock
-// lost" or "advisorylock: error".
+// lost", "advisorylock: error" or "advisorylock: retry".
 func (e Event) String() string {
 	if e < numEvents {
 		return messages[e]

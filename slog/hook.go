@@ -11,7 +11,7 @@ import (
 
 // A Hook logs the locks of the Mutexes it is given to (through
 // advisorylock.WithHooks). It implements advisorylock.Hook,
-// advisorylock.HoldHook and advisorylock.LostHook. It is safe for concurrent
+// advisorylock.HoldHook, advisorylock.LostHook and advisorylock.RetryHook. It is safe for concurrent
 // use, and one Hook may serve any number of Mutexes. A nil or zero Hook logs
 // nothing; create one with NewHook.
 type Hook struct {
@@ -21,9 +21,10 @@ type Hook struct {
 }
 
 var (
-	_ advisorylock.Hook     = (*Hook)(nil)
-	_ advisorylock.HoldHook = (*Hook)(nil)
-	_ advisorylock.LostHook = (*Hook)(nil)
+	_ advisorylock.Hook      = (*Hook)(nil)
+	_ advisorylock.HoldHook  = (*Hook)(nil)
+	_ advisorylock.LostHook  = (*Hook)(nil)
+	_ advisorylock.RetryHook = (*Hook)(nil)
 )
 
 // NewHook returns a Hook that logs to logger, configured by opts. With a nil
@@ -92,17 +93,27 @@ func (h *Hook) LockLost(ctx context.Context, l *advisorylock.Lock, data advisory
 	h.log(ctx, EventLost, l.Mutex(), l.Token(), "held", data.Held, "", data.Err)
 }
 
+// AcquireRetry logs a wait that lost its connection before the grant and
+// starts again (EventRetry), with which retry it is, the pause before it and
+// why the previous attempt ended. It implements advisorylock.RetryHook.
+func (h *Hook) AcquireRetry(ctx context.Context, m *advisorylock.Mutex, data advisorylock.AcquireRetryData) {
+	if h == nil || !h.made {
+		return
+	}
+	h.log(ctx, EventRetry, m, 0, "delay", data.Delay, "", data.Err, slog.Int("retry", data.Retry))
+}
+
 // reaches reports whether d reaches threshold; no d reaches a negative one.
 func reaches(d, threshold time.Duration) bool {
 	return threshold >= 0 && d >= threshold
 }
 
 // log logs a record of event e about a lock of m, with the lock's group, its
-// fencing token unless 0, the duration d under durationKey, the outcome unless
-// "", and err unless nil, when the logger enables e's level. Until that is known, it builds nothing.
-// The record has no source: its caller is the library, not the code that
-// took the lock.
-func (h *Hook) log(ctx context.Context, e Event, m *advisorylock.Mutex, token int64, durationKey string, d time.Duration, outcome string, err error) {
+// fencing token unless 0, the duration d under durationKey, the outcome
+// unless "", extra, and err unless nil, when the logger enables e's level.
+// Until that is known, it builds nothing. The record has no source: its
+// caller is the library, not the code that took the lock.
+func (h *Hook) log(ctx context.Context, e Event, m *advisorylock.Mutex, token int64, durationKey string, d time.Duration, outcome string, err error, extra ...slog.Attr) {
 	logger := h.logger
 	if logger == nil {
 		logger = slog.Default()
@@ -120,6 +131,7 @@ func (h *Hook) log(ctx context.Context, e Event, m *advisorylock.Mutex, token in
 	if outcome != "" {
 		r.AddAttrs(slog.String("outcome", outcome))
 	}
+	r.AddAttrs(extra...)
 	if err != nil {
 		r.AddAttrs(slog.String("err", lockid.Redact(err.Error(), m, h.cfg.names)))
 	}

@@ -29,7 +29,7 @@ func newConfig(opts []Option) config {
 	c := config{
 		wait:   time.Second,
 		hold:   -1,
-		levels: [numEvents]slog.Level{slog.LevelInfo, slog.LevelWarn, slog.LevelInfo, slog.LevelError, slog.LevelError},
+		levels: [numEvents]slog.Level{slog.LevelInfo, slog.LevelWarn, slog.LevelInfo, slog.LevelError, slog.LevelError, slog.LevelWarn},
 	}
 	for _, o := range opts {
 		if o != nil {

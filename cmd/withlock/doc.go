@@ -120,6 +120,11 @@
 // A signal that arrives while withlock connects or waits for the lock ends
 // the wait: withlock exits 128+N without running the command.
 //
+// A wait holds nothing: when its database session ends before the grant (a
+// terminated backend, a restart, a failover, a network gone silent), withlock
+// waits again on a new session, within -w. A database still unreachable when
+// -w runs out exits 69; one unreachable from the start, at once.
+//
 // If withlock itself is killed outright (SIGKILL), its session ends and the
 // server releases the lock; on Linux the command is then killed too, so it
 // never runs unprotected.
@@ -194,9 +199,11 @@
 //	0              --every: not run, a run is under way or not due
 //	1, or -E N     -n or -w could not get the lock
 //	64             usage error, or a connection string that cannot be parsed
-//	69             the database cannot be reached, refuses the login or the
-//	               database name, or fails the lock request (a hot standby);
-//	               --every: the run cannot be begun or its success recorded
+//	69             the database cannot be reached (at first, or again by the
+//	               end of -w after a wait lost its session), refuses the login
+//	               or the database name, or fails the lock request (a hot
+//	               standby); --every: the run cannot be begun or its success
+//	               recorded
 //	75             the lock was lost while the command ran
 //	126            the command cannot be run
 //	127            the command is not found

@@ -204,3 +204,60 @@ func TestKeys_interoperate(t *testing.T) {
 		})
 	}
 }
+
+// A withlock waiting for a held lock whose waiting backend is terminated
+// waits again, on a fresh session, and runs the command once the holder lets
+// go: a wait holds nothing, so losing its connection is no reason to give up
+// (exit 69 would send the caller away for nothing).
+func TestWait_survivesTerminatedBackend(t *testing.T) {
+	t.Parallel()
+	dsn, env := testDB(t)
+	const name = "terminated-wait"
+	holder := holdLock(t, dsn, advisorylock.KeyFromName(name), false)
+	p := startWithlock(t, env, args([]string{name}, "echo", "ran")...)
+	admin := connect(t, dsn)
+	pgtest.AwaitWaiters(t, admin, 1)
+	first := pgtest.AdvisoryLockPIDs(t, admin, "not granted")[0]
+	pgtest.Terminate(t, admin, first)
+	// Waiting again, on another session.
+	for {
+		pgtest.AwaitWaiters(t, admin, 1)
+		if w := pgtest.AdvisoryLockPIDs(t, admin, "not granted"); len(w) == 1 && w[0] != first {
+			break
+		}
+	}
+	select {
+	case <-p.done:
+		t.Fatalf("withlock exited (%v) while the lock was held; want it waiting\nstderr: %s", p.cmd.ProcessState, p.stderr)
+	default:
+	}
+	if err := holder.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	r := p.wait(t)
+	wantCode(t, r, 0)
+	if r.stdout != "ran\n" || r.stderr != "" {
+		t.Errorf("stdout %q, stderr %q; want the command's output alone", r.stdout, r.stderr)
+	}
+}
+
+// A withlock whose wait loses its session to a database that then stays away
+// past -w exits 69, saying it cannot connect: the database is away, not the
+// lock busy.
+func TestWait_databaseGoneExits69(t *testing.T) {
+	t.Parallel()
+	srv := pgtest.StartPrivate(t)
+	dsn := srv.DSN() // the server's own database: a test's would outlive it
+	const name = "gone-wait"
+	holdLock(t, dsn, advisorylock.KeyFromName(name), false)
+	p := startWithlock(t, []string{EnvConnectionString + "=" + dsn}, args([]string{"-w", "3", name}, "echo", "ran")...)
+	pgtest.AwaitWaiters(t, connect(t, dsn), 1)
+	if err := srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	r := p.wait(t)
+	wantCode(t, r, exitUnavailable)
+	if r.stdout != "" || !strings.Contains(r.stderr, "cannot lock") || !strings.Contains(r.stderr, "cannot connect") {
+		t.Errorf("stdout %q, stderr %q; want no command, and why the lock could not be had", r.stdout, r.stderr)
+	}
+}

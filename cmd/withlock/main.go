@@ -249,6 +249,11 @@ func (a *app) acquire(ctx context.Context, pool *pgxpool.Pool, m *advisorylock.M
 	case errors.Is(err, advisorylock.ErrLocked):
 		a.verbosef("%s is held by another session; not waiting (-n)", m)
 		return nil, a.o.conflict
+	case errors.Is(err, context.DeadlineExceeded) && unreachable(err):
+		// The wait lost its session, and no new one could be had by -w's
+		// end: the database is away, not the lock busy.
+		a.say("cannot lock %s: %s", m, describe(err))
+		return nil, exitUnavailable
 	case errors.Is(err, context.DeadlineExceeded):
 		a.verbosef("timed out after %v waiting for %s (-w)", roundDuration(time.Since(start)), m)
 		return nil, a.o.conflict
@@ -256,6 +261,13 @@ func (a *app) acquire(ctx context.Context, pool *pgxpool.Pool, m *advisorylock.M
 		a.say("cannot lock %s: %s", m, describe(err))
 		return nil, exitUnavailable
 	}
+}
+
+// unreachable reports whether a wait ended because no database session could
+// be had: a connection refused, or a server that is a hot standby.
+func unreachable(err error) bool {
+	var ce *pgconn.ConnectError
+	return errors.As(err, &ce) || errors.Is(err, advisorylock.ErrStandby)
 }
 
 // describeHolders names the sessions holding m's lock, for -v.

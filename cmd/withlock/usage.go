@@ -52,6 +52,11 @@ SIGQUIT, and a hangup's SIGHUP, already reach the command, so withlock does not
 send them a second time.) A signal that arrives while withlock waits for the
 lock ends the wait: withlock exits 128+N without running the command.
 
+A wait holds nothing: when its database session ends before the grant (a
+terminated backend, a restart, a failover), withlock waits again on a new
+session, within -w. A database still unreachable when -w runs out exits 69;
+one unreachable from the start, at once.
+
 With --every P, the command runs at most once per period P across all the
 machines: withlock takes the lock without waiting (a lock held elsewhere is a
 run under way: exit 0), and runs the command only if no successful run began

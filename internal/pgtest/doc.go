@@ -60,9 +60,12 @@
 //
 // # Fault injection
 //
-// Proxy is a loopback TCP forwarder that can freeze (a silent network) and
-// cut (abrupt resets) the connections passing through it; Server.Proxy puts
-// one in front of the server, and Server.ProxiedPool a pool behind it.
-// Restart restarts a server the harness started, and StartStandby starts a
-// hot standby of it.
+// Proxy is a loopback TCP forwarder that can freeze (a silent network for the
+// client: the proxy's kernel still answers the server) and cut (abrupt
+// resets) the connections passing through it; Server.Proxy puts one in front
+// of the server, and Server.ProxiedPool a pool behind it. Partition silences
+// one session's connection for both ends, by dropping its packets with
+// iptables (root; Unavailable otherwise). Restart restarts a server the
+// harness started, StartStandby starts a hot standby of it, and Promote makes
+// the standby the primary (a failover).
 package pgtest

@@ -37,6 +37,7 @@ type localServer struct {
 	proc     *process // nil while not running
 	stopped  bool
 	standbys []*localServer
+	primary  *localServer // the server a standby follows; nil for a primary
 }
 
 // startLocal initialises a cluster in a temporary directory and starts it,

@@ -822,3 +822,40 @@ func TestServer_SecretDSNs(t *testing.T) {
 		}
 	}
 }
+
+// Promote makes a standby a primary that outlives the server it followed;
+// a primary cannot be promoted.
+func TestServer_Promote(t *testing.T) {
+	t.Parallel()
+	ctx := testContext(t)
+	primary := StartPrivate(t)
+	if err := primary.Promote(ctx); err == nil {
+		t.Error("Promote of a primary succeeded; want an error")
+	}
+	standby, err := primary.StartStandby(ctx)
+	if err != nil {
+		t.Fatalf("StartStandby: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := standby.Stop(); err != nil {
+			t.Errorf("promoted standby's Stop: %v", err)
+		}
+	})
+	if err := standby.Promote(ctx); err != nil {
+		t.Fatalf("Promote: %v", err)
+	}
+	if err := primary.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	conn := connect(t, ctx, parseConfig(t, standby.DSN()))
+	var inRecovery bool
+	if err := conn.QueryRow(ctx, "select pg_is_in_recovery()").Scan(&inRecovery); err != nil {
+		t.Fatalf("the promoted server, once the old primary stopped: %v", err)
+	}
+	if inRecovery {
+		t.Error("pg_is_in_recovery() = true after Promote; want false")
+	}
+	if _, err := conn.Exec(ctx, "create table promoted (id int)"); err != nil {
+		t.Errorf("a write on the promoted server: %v", err)
+	}
+}

@@ -101,6 +101,20 @@ func (s *Server) StartStandby(ctx context.Context) (*Server, error) {
 	return ls.startStandby(ctx)
 }
 
+// Promote makes a standby made by StartStandby the primary (pg_promote),
+// blocking until it accepts writes or ctx ends: a failover. From then on it
+// follows nobody, and only its own Stop stops it (the old primary's no longer
+// does). The old primary runs on until stopped: a real failover fences it.
+// Only a standby of the local kind can be promoted; other kinds get
+// ErrNotOwned.
+func (s *Server) Promote(ctx context.Context) error {
+	ls, ok := s.own.(*localServer)
+	if !ok {
+		return fmt.Errorf("promote a %s server: %w", s.kind, ErrNotOwned)
+	}
+	return ls.promote(ctx)
+}
+
 // Start provisions a server, trying in this order:
 //
 //  1. ADVISORYLOCK_TEST_DSN, when set and non-empty (kind "env"). The server

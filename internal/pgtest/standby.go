@@ -5,7 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // startStandby clones l with pg_basebackup and starts the clone as a hot
@@ -33,8 +37,49 @@ func (l *localServer) startStandby(ctx context.Context) (*Server, error) {
 		return nil, errors.Join(errStopped, sb.stop())
 	}
 	l.standbys = append(l.standbys, sb)
+	sb.primary = l
 	return sb.server(), nil
 }
+
+// promote makes the standby l a primary, and detaches it from the server it
+// followed.
+func (l *localServer) promote(ctx context.Context) error {
+	l.mu.Lock()
+	primary, stopped := l.primary, l.stopped
+	l.mu.Unlock()
+	if stopped {
+		return errStopped
+	}
+	if primary == nil {
+		return errors.New("pgtest: promote: not a standby")
+	}
+	cfg, err := pgx.ParseConfig(l.dsn())
+	if err != nil {
+		return err
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return redactError(fmt.Errorf("promote: %w", err), l.password)
+	}
+	defer conn.Close(context.Background())
+	var promoted bool
+	if err := conn.QueryRow(ctx, "select pg_catalog.pg_promote(true, $1)", int(promoteWait/time.Second)).Scan(&promoted); err != nil {
+		return fmt.Errorf("promote: %w", err)
+	}
+	if !promoted {
+		return fmt.Errorf("promote: not promoted within %v", promoteWait)
+	}
+	primary.mu.Lock()
+	primary.standbys = slices.DeleteFunc(primary.standbys, func(s *localServer) bool { return s == l })
+	primary.mu.Unlock()
+	l.mu.Lock()
+	l.primary = nil
+	l.mu.Unlock()
+	return nil
+}
+
+// promoteWait bounds the wait for a promotion to complete.
+const promoteWait = time.Minute
 
 // baseBackup copies the server on primaryPort into l's data directory and,
 // with -R, configures it to follow that server. The password goes through
