@@ -134,6 +134,11 @@
 // hosts with target_session_attrs=read-write, or a name that moves). An old
 // primary left running keeps its holders' locks, and a client still connected
 // to it cannot tell: fencing it is the failover's job.
+// Fencing tokens (WithFencing) keep increasing across a failover only with
+// synchronous replication: a fenced Lock returns once its statement has
+// committed, which then waits for the standby, and the sequence's WAL runs
+// ahead of the values handed out. With asynchronous replication a lagging
+// standby may hand out a token again.
 //
 // Unlock is bounded by its context: a release that cannot complete closes
 // the connection, ending the session and its locks, and returns the error.
