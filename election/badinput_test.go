@@ -258,16 +258,18 @@ func TestElection_badCalls(t *testing.T) {
 				}
 				return campaignResign(t, el)
 			}},
-		{name: "WithLease(100ms): short, and kept",
+		{name: "WithLease(250ms): short, and kept",
 			run: func(t *testing.T, e *badEnv) []callResult {
-				el := newElection(t, e.pool, "x", election.WithLease(100*time.Millisecond))
+				// 250ms: the probe's bound is two thirds of the lease, which a
+				// shorter lease would make a test of the machine's load.
+				el := newElection(t, e.pool, "x", election.WithLease(250*time.Millisecond))
 				ld, err := el.Campaign(t.Context())
 				if err != nil {
 					return []callResult{{"Campaign", err}}
 				}
 				// Three leases pass: that is what is tested, not a wait
 				// for something to happen.
-				time.Sleep(300 * time.Millisecond)
+				time.Sleep(750 * time.Millisecond)
 				rs := []callResult{{"Err after 3 leases", ld.Err()}}
 				return append(rs, callResult{"Resign", ld.Resign(t.Context())})
 			}},
