@@ -19,8 +19,9 @@ import (
 
 // recorder is a Hook, HoldHook and LostHook that records its calls.
 type recorder struct {
-	mu     sync.Mutex
-	events []event
+	mu      sync.Mutex
+	events  []event
+	changed chan struct{} // closed, and replaced, by each add; nil until a waitFor
 }
 
 type event struct {
@@ -41,6 +42,38 @@ func (r *recorder) add(e event) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.events = append(r.events, e)
+	if r.changed != nil {
+		close(r.changed)
+		r.changed = nil
+	}
+}
+
+// waitFor blocks until a call of op is recorded, failing t after d. A lost
+// lock's LockLost and HoldEnd come from the goroutine that found the loss,
+// after Done is closed: an Unlock may return before them.
+func (r *recorder) waitFor(t *testing.T, op string, d time.Duration) {
+	t.Helper()
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		r.mu.Lock()
+		for _, e := range r.events {
+			if e.op == op {
+				r.mu.Unlock()
+				return
+			}
+		}
+		if r.changed == nil {
+			r.changed = make(chan struct{})
+		}
+		changed := r.changed
+		r.mu.Unlock()
+		select {
+		case <-changed:
+		case <-timer.C:
+			t.Fatalf("no %s hook call after %v", op, d)
+		}
+	}
 }
 
 func (r *recorder) ops() []string {
@@ -199,6 +232,7 @@ func TestHooks_outcomes(t *testing.T) {
 	pgtest.Terminate(t, admin, l.PID())
 	await(t, l.Done(), awaitTimeout, "Done")
 	release(t, l)
+	rec.waitFor(t, "HoldEnd", awaitTimeout)
 	if got, want := rec.ops(), []string{"AcquireStart", "AcquireEnd", "HoldStart", "LockLost", "HoldEnd"}; !slices.Equal(got, want) {
 		t.Fatalf("hook calls %v; want %v", got, want)
 	}
