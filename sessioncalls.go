@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/advisorylock/advisorylock/internal/interrupt"
 	"github.com/advisorylock/advisorylock/internal/pgwire"
 )
 
@@ -144,7 +145,7 @@ func (s *lockSession) checkGiveBack(res pgwire.Result, err error) {
 func (m *Mutex) waitOn(ctx context.Context, s *lockSession, bound time.Duration) (*Lock, error) {
 	sql := m.sql.waitLit(bound)
 	var res pgwire.Result
-	err, interrupted := interruptible(ctx, bound, m.grace(), s.w.Cancel, s.fail, func() error {
+	err, interrupted := interrupt.Run(ctx, bound, m.grace(), s.w.Cancel, s.fail, func() error {
 		var err error
 		res, err = s.w.Wait(context.Background(), sql)
 		if err == nil && res.Err != nil {

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/advisorylock/advisorylock"
+	"github.com/advisorylock/advisorylock/internal/interrupt"
 )
 
 // The server's queue. A waiter takes a pooled connection and waits on it, in
@@ -83,13 +84,20 @@ func (s *Semaphore) takeQueue(ctx context.Context, dl time.Time) (*head, view, e
 		}
 	}
 	var rows [][][]byte
-	err, interrupted := interruptible(ctx, pg, dl, func(qctx context.Context) error {
-		results, err := pg.Exec(qctx, s.sql.wait(pg.PID(), leaseFactor*s.cfg.recheck, bound)).ReadAll()
-		if err == nil && len(results) == 1 {
-			rows = results[0].Rows
-		}
-		return err
-	})
+	// The client's own bound is dl, also past lock_timeout's range.
+	var clientBound time.Duration
+	if !dl.IsZero() {
+		clientBound = max(time.Until(dl), 1)
+	}
+	qctx := context.WithoutCancel(ctx)
+	err, interrupted := interrupt.Run(ctx, clientBound, interrupt.DeadlineGrace, pg.CancelRequest,
+		func() { _ = pg.Conn().Close() }, func() error {
+			results, err := pg.Exec(qctx, s.sql.wait(pg.PID(), leaseFactor*s.cfg.recheck, bound)).ReadAll()
+			if err == nil && len(results) == 1 {
+				rows = results[0].Rows
+			}
+			return err
+		})
 	var pgErr *pgconn.PgError
 	switch {
 	case interrupted != nil:
