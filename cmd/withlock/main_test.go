@@ -157,12 +157,21 @@ func startWithlock(t *testing.T, env []string, args ...string) *proc {
 // null device).
 func startWithlockStdin(t *testing.T, stdin io.Reader, env []string, args ...string) *proc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], args...)
-	cmd.Stdin = stdin
-	cmd.Env = append([]string{envRunMain + "=1", "PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
+	env = append([]string{envRunMain + "=1"}, env...)
 	if v, ok := os.LookupEnv("GORACE"); ok {
-		cmd.Env = append(cmd.Env, "GORACE="+v)
+		env = append(env, "GORACE="+v)
 	}
+	return startProc(t, os.Args[0], stdin, env, args...)
+}
+
+// startProc starts bin with args, stdin (nil: the null device), and env on
+// top of PATH and HOME, in a process group of its own; it is killed, if
+// still running, when the test ends.
+func startProc(t *testing.T, bin string, stdin io.Reader, env []string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Stdin = stdin
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	p := &proc{cmd: cmd, stdout: newSyncBuffer(), stderr: newSyncBuffer(), done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.stdout, p.stderr
