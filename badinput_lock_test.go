@@ -295,17 +295,17 @@ func TestLock_misused(t *testing.T) {
 				}
 				return []callResult{{"again", nil}}
 			}},
-		badCase{name: "TryLock on an exhausted pool waits for a connection, bounded by ctx", want: []error{context.DeadlineExceeded},
+		badCase{name: "TryLock on an exhausted pool waits for a connection, bounded by ctx (PinConnection)", want: []error{context.DeadlineExceeded},
 			run: func(t *testing.T, e *badEnv) []callResult {
 				one := pgtest.NewPool(t, e.dsn, func(c *pgxpool.Config) { c.MaxConns = 1 })
-				l, err := advisorylock.New(one, "a").Lock(t.Context())
+				l, err := advisorylock.New(one, "a", advisorylock.PinConnection()).Lock(t.Context())
 				if err != nil {
 					t.Fatal(err)
 				}
 				defer l.Unlock(context.Background())
 				ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 				defer cancel()
-				_, err = advisorylock.New(one, "b").TryLock(ctx)
+				_, err = advisorylock.New(one, "b", advisorylock.PinConnection()).TryLock(ctx)
 				return []callResult{{"TryLock", err}}
 			}},
 		badCase{name: "session locks on lock sessions need none of an exhausted pool's connections",
@@ -318,7 +318,7 @@ func TestLock_misused(t *testing.T) {
 				defer c.Release()
 				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 				defer cancel()
-				l, err := advisorylock.New(one, "b", advisorylock.LockSessions()).TryLock(ctx)
+				l, err := advisorylock.New(one, "b").TryLock(ctx)
 				if err == nil {
 					err = l.Unlock(ctx)
 				}
@@ -338,13 +338,14 @@ func TestClosedPool_badInput(t *testing.T) {
 				// The sentinel is known only at run time: checked here.
 				closedPool := badCase{want: []error{e.closedErr}}
 				for _, m := range []*advisorylock.Mutex{
-					// Lock sessions (LockSessions) are the package's, not the
-					// pool's: a closed pool does not close them.
-					advisorylock.New(e.closed, "x"),
+					// Lock sessions are the package's, not the pool's: a
+					// closed pool does not close them. Its own connections
+					// are another matter.
+					advisorylock.New(e.closed, "x", advisorylock.PinConnection()),
 					advisorylock.New(e.closed, "x", advisorylock.TransactionScope()),
-					advisorylock.NewSet(e.closed, []string{"a", "b"}, advisorylock.Shared()),
-					advisorylock.NewWithKey(e.closed, advisorylock.Int64Key(1)),
-					advisorylock.New(e.closed, "x", advisorylock.WithHooks(newHookRecorder("r"))),
+					advisorylock.NewSet(e.closed, []string{"a", "b"}, advisorylock.Shared(), advisorylock.PinConnection()),
+					advisorylock.NewWithKey(e.closed, advisorylock.Int64Key(1), advisorylock.PinConnection()),
+					advisorylock.New(e.closed, "x", advisorylock.WithHooks(newHookRecorder("r")), advisorylock.PinConnection()),
 				} {
 					for _, r := range mutexCalls(t.Context(), m) {
 						r.call += " on " + m.String()
@@ -356,7 +357,7 @@ func TestClosedPool_badInput(t *testing.T) {
 		{name: "pool closed while a lock is held",
 			run: func(t *testing.T, e *badEnv) []callResult {
 				pool := pgtest.NewPool(t, e.dsn)
-				l, err := advisorylock.New(pool, "x").Lock(t.Context())
+				l, err := advisorylock.New(pool, "x", advisorylock.PinConnection()).Lock(t.Context())
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -372,7 +373,7 @@ func TestClosedPool_badInput(t *testing.T) {
 				case <-time.After(10 * time.Second):
 					t.Fatal("pool.Close still blocked 10s after Unlock")
 				}
-				_, lockErr := advisorylock.New(pool, "x").Lock(t.Context())
+				_, lockErr := advisorylock.New(pool, "x", advisorylock.PinConnection()).Lock(t.Context())
 				if lockErr == nil {
 					t.Error("Lock on the closed pool succeeded")
 				}

@@ -119,7 +119,8 @@ func BenchmarkWithLock(b *testing.B) {
 }
 
 // BenchmarkManyKeys is lock/unlock cycles on 1000 distinct keys from 16
-// goroutines sharing a pool of 8: the raw-pgx floor against the library.
+// goroutines sharing a pool of 8: the raw-pgx floor against the library, on
+// lock sessions (the default) and on pinned connections (PinConnection).
 func BenchmarkManyKeys(b *testing.B) {
 	pool := benchPool(b, 8)
 	mutexes := make([]*advisorylock.Mutex, 1000)
@@ -163,15 +164,16 @@ func BenchmarkManyKeys(b *testing.B) {
 			return l.Unlock(ctx)
 		})
 	})
-	// On lock sessions the 16 goroutines share the round trips of two
-	// server sessions instead of taking turns on the pool's 8 connections.
-	sessions := make([]*advisorylock.Mutex, len(mutexes))
-	for i := range sessions {
-		sessions[i] = advisorylock.NewWithKey(pool, advisorylock.Int64Key(int64(i)), advisorylock.LockSessions())
+	// Pinned, the 16 goroutines take turns on the pool's 8 connections;
+	// on lock sessions (above) they share the round trips of two server
+	// sessions.
+	pinned := make([]*advisorylock.Mutex, len(mutexes))
+	for i := range pinned {
+		pinned[i] = advisorylock.NewWithKey(pool, advisorylock.Int64Key(int64(i)), advisorylock.PinConnection())
 	}
-	b.Run("sessions", func(b *testing.B) {
+	b.Run("pinned", func(b *testing.B) {
 		run(b, func(ctx context.Context, i int) error {
-			l, err := sessions[i].Lock(ctx)
+			l, err := pinned[i].Lock(ctx)
 			if err != nil {
 				return err
 			}
@@ -184,9 +186,9 @@ func BenchmarkManyKeys(b *testing.B) {
 // against raw pgx doing the same on a pinned connection (the floor: two round
 // trips), call by call in one run, so that the machine's drifting load
 // weighs on both alike: the figure that matters is library/floor. The
-// library's lock rides on a pinned pooled connection (the default) and on a
-// lock session (LockSessions), and with a fencing token (WithFencing) on
-// each.
+// library's lock rides on a lock session (the default) and, for comparison,
+// on a pinned pooled connection (PinConnection), and with a fencing token
+// (WithFencing) on each.
 func BenchmarkInterleaved(b *testing.B) {
 	pool := benchPool(b, 4)
 	ctx := context.Background()
@@ -197,9 +199,9 @@ func BenchmarkInterleaved(b *testing.B) {
 	defer conn.Release()
 	k1, k2, _ := advisorylock.KeyFromName("floor").Pair()
 	library := advisorylock.New(pool, "library")
-	sessions := advisorylock.New(pool, "sessions", advisorylock.LockSessions())
+	pinned := advisorylock.New(pool, "pinned", advisorylock.PinConnection())
 	fencing := advisorylock.New(pool, "fencing", advisorylock.WithFencing())
-	sessionsFencing := advisorylock.New(pool, "sessions-fencing", advisorylock.LockSessions(), advisorylock.WithFencing())
+	pinnedFencing := advisorylock.New(pool, "pinned-fencing", advisorylock.PinConnection(), advisorylock.WithFencing())
 	lockUnlock := func(m *advisorylock.Mutex) func() error {
 		return func() error {
 			l, err := m.Lock(ctx)
@@ -210,7 +212,7 @@ func BenchmarkInterleaved(b *testing.B) {
 		}
 	}
 	// The first fenced acquisition checks (and creates) the sequence.
-	for _, m := range []*advisorylock.Mutex{fencing, sessionsFencing} {
+	for _, m := range []*advisorylock.Mutex{fencing, pinnedFencing} {
 		if err := lockUnlock(m)(); err != nil {
 			b.Fatal(err)
 		}
@@ -225,8 +227,8 @@ func BenchmarkInterleaved(b *testing.B) {
 			return err
 		}},
 		{Name: "library", Call: lockUnlock(library)},
-		{Name: "sessions", Call: lockUnlock(sessions)},
+		{Name: "pinned", Call: lockUnlock(pinned)},
 		{Name: "fencing", Call: lockUnlock(fencing)},
-		{Name: "sessions-fencing", Call: lockUnlock(sessionsFencing)},
+		{Name: "pinned-fencing", Call: lockUnlock(pinnedFencing)},
 	})
 }

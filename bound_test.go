@@ -72,7 +72,7 @@ func TestSessions_serverBounds(t *testing.T) {
 	names := []string{"tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_keepalives_count", "tcp_user_timeout"}
 	for _, k := range []time.Duration{advisorylock.DefaultKeepalive, time.Second, 250 * time.Millisecond, 0} {
 		t.Run(k.String(), func(t *testing.T) {
-			l, err := advisorylock.New(pool, "bounds-"+k.String(), advisorylock.LockSessions(),
+			l, err := advisorylock.New(pool, "bounds-"+k.String(),
 				advisorylock.WithKeepalive(k)).Lock(t.Context())
 			if err != nil {
 				t.Fatal(err)
@@ -120,7 +120,7 @@ func TestLost_partitionedLockSession(t *testing.T) {
 	pool, other, admin := pgtest.NewPool(t, dsn), pgtest.NewPool(t, dsn), pgtest.NewPool(t, dsn)
 	ctx := t.Context()
 	const k = time.Second
-	m := advisorylock.New(pool, "partition", advisorylock.LockSessions(), advisorylock.WithKeepalive(k))
+	m := advisorylock.New(pool, "partition", advisorylock.WithKeepalive(k))
 	l, err := m.Lock(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -175,7 +175,7 @@ func TestLock_waitSurvivesPartition(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := newHookRecorder("r")
-	res := lockAsync(ctx, advisorylock.New(pool, "cut-wait", advisorylock.LockSessions(),
+	res := lockAsync(ctx, advisorylock.New(pool, "cut-wait",
 		advisorylock.WithKeepalive(time.Second), advisorylock.WithHooks(rec), advisorylock.WithTimeout(time.Minute)))
 	pgtest.AwaitWaiters(t, admin, 1)
 	heal := pgtest.Partition(t, admin, pgtest.AdvisoryLockPIDs(t, admin, "not granted")[0])

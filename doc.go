@@ -53,25 +53,24 @@
 //
 // # Scopes: sessions, transactions and the pool
 //
-// A session-scoped lock (the default) belongs to a database session: that of
-// a pooled connection, pinned to the Lock while it is held and watched by a
-// goroutine of its own.
-//
-// With [LockSessions] (or [WithMaxSessions], [WithSessionPool]), it is held
-// instead on a lock session: a server session the package opens and owns,
-// with the connection settings of the Mutex's pool (or WithSessionPool's),
-// never on one of the pool's connections. One lock session carries any number
-// of locks, and the lock and unlock calls of every goroutine that uses it
-// share its round trips (pipelining): a held lock costs no pooled connection
-// and no goroutine. An uncontended lock is taken with pg_try_advisory_lock on
-// one of at most [DefaultMaxSessions] shared lock sessions; a lock that must
-// wait does so on a session of its own, which then carries it. A lock session
-// that carries nothing for a second is closed; closing the pool does not
-// close lock sessions. PostgreSQL's session locks are reentrant, so a session
-// is never asked for a key in a mode that conflicts with what this process
-// holds: TryLock refuses such a lock at once, and Lock waits for it on a
-// session of its own, where the server decides. The price: a goroutine
-// hand-off per round trip, 10-20% on an uncontended Lock and Unlock.
+// A session-scoped lock (the default) belongs to a database session. It is
+// held on a lock session: a server session the package opens and owns, with
+// the connection settings of the Mutex's pool (or [WithSessionPool]'s), never
+// on one of the pool's connections. One lock session carries any number of
+// locks, and the lock and unlock calls of every goroutine that uses it share
+// its round trips (pipelining): a held lock costs no pooled connection and no
+// goroutine. An uncontended lock is taken with pg_try_advisory_lock on one of
+// at most [DefaultMaxSessions] shared lock sessions ([WithMaxSessions]); a
+// lock that must wait does so on a session of its own, which then carries
+// it. A lock session that carries nothing for a second is closed; closing the
+// pool does not close lock sessions. PostgreSQL's session locks are
+// reentrant, so a session is never asked for a key in a mode that conflicts
+// with what this process holds: TryLock refuses such a lock at once, and Lock
+// waits for it on a session of its own, where the server decides. A caller
+// that finds nobody reading a lock session's socket reads its answer itself,
+// so an uncontended Lock and Unlock cost what they cost on a connection of
+// their own. With [PinConnection], a held lock pins a pooled connection
+// instead, watched by a goroutine of its own.
 //
 // A lock session, or a pinned connection, is kept only while it is known to
 // hold what this process believes. After an unlock whose answer is not the
@@ -94,11 +93,11 @@
 //
 // # Lost locks
 //
-// A held session lock is watched: a blocking read on its idle connection (or
-// its lock session's reader) notices at once when the server ends the
-// session, and a small probe at the keepalive interval ([WithKeepalive]), per
-// held lock (or per lock session), notices a network gone silent, within two
-// intervals. A lost
+// A held session lock is watched: its lock session's watcher (or, with
+// PinConnection, a blocking read on its idle connection) notices when the
+// server ends the session, and a small probe at the keepalive interval
+// ([WithKeepalive]), per lock session (or per held lock), notices a network
+// gone silent, within two intervals. A lost
 // lock closes [Lock.Done], reports [ErrLockLost] from [Lock.Err] and
 // [Lock.Unlock], and cancels WithLock's context with a cause matching
 // ErrLockLost. Between the server releasing a lock and the old holder

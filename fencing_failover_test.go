@@ -48,8 +48,8 @@ func TestFencing_tokensAfterFailover(t *testing.T) {
 		label string
 		opts  []advisorylock.Option
 	}{
-		{"pinned", nil},
-		{"lock session", []advisorylock.Option{advisorylock.LockSessions()}},
+		{"pinned", []advisorylock.Option{advisorylock.PinConnection()}},
+		{"lock session", nil},
 		{"transaction", []advisorylock.Option{advisorylock.TransactionScope()}},
 	}
 	var before int64

@@ -67,8 +67,8 @@ func TestFencing_firstUseRace(t *testing.T) {
 		for i := range racers {
 			opts := []advisorylock.Option{advisorylock.WithFencingSchema(schema)}
 			switch i % 3 {
-			case 1:
-				opts = append(opts, advisorylock.LockSessions())
+			case 0:
+				opts = append(opts, advisorylock.PinConnection())
 			case 2:
 				opts = append(opts, advisorylock.TransactionScope())
 			}
@@ -139,7 +139,7 @@ func TestFencing_privileges(t *testing.T) {
 			}
 		}
 	}
-	kinds := []advisorylock.Option{nil, advisorylock.TransactionScope(), advisorylock.LockSessions()}
+	kinds := []advisorylock.Option{advisorylock.PinConnection(), advisorylock.TransactionScope(), nil}
 	for _, kind := range kinds {
 		m := advisorylock.New(pool, "fenced", kind, advisorylock.WithFencing())
 		wantPrivilegeError(t, m, "CREATE", `schema "public"`)
@@ -292,7 +292,7 @@ func TestFencing_misconfigured(t *testing.T) {
 				mustExec(t, pool, "create schema "+tt.schema)
 				mustExec(t, pool, tt.setup)
 			}
-			for _, kind := range []advisorylock.Option{nil, advisorylock.TransactionScope(), advisorylock.LockSessions()} {
+			for _, kind := range []advisorylock.Option{advisorylock.PinConnection(), advisorylock.TransactionScope(), nil} {
 				_, err := advisorylock.New(pool, "fenced", kind, advisorylock.WithFencingSchema(tt.schema)).Lock(t.Context())
 				if err == nil || !strings.Contains(err.Error(), tt.msg) {
 					t.Errorf("Lock: %v; want an error saying %q", err, tt.msg)

@@ -29,26 +29,26 @@ type fencedPath struct {
 // try on a shared session; a Lock that finds the key busy waits on a session
 // of its own, with and without lock_timeout; AllowPooler's literal SQL).
 var fencedPaths = []fencedPath{
-	{name: "pinned lock"},
-	{name: "pinned lock timeout", opts: []advisorylock.Option{advisorylock.WithTimeout(time.Minute)}},
-	{name: "pinned try", try: true},
-	{name: "pinned set lock", set: true},
-	{name: "pinned set lock timeout", set: true, opts: []advisorylock.Option{advisorylock.WithTimeout(time.Minute)}},
-	{name: "pinned set try", set: true, try: true},
+	{name: "pinned lock", opts: []advisorylock.Option{advisorylock.PinConnection()}},
+	{name: "pinned lock timeout", opts: []advisorylock.Option{advisorylock.PinConnection(), advisorylock.WithTimeout(time.Minute)}},
+	{name: "pinned try", try: true, opts: []advisorylock.Option{advisorylock.PinConnection()}},
+	{name: "pinned set lock", set: true, opts: []advisorylock.Option{advisorylock.PinConnection()}},
+	{name: "pinned set lock timeout", set: true, opts: []advisorylock.Option{advisorylock.PinConnection(), advisorylock.WithTimeout(time.Minute)}},
+	{name: "pinned set try", set: true, try: true, opts: []advisorylock.Option{advisorylock.PinConnection()}},
 	{name: "transaction lock", opts: []advisorylock.Option{advisorylock.TransactionScope()}},
 	{name: "transaction lock timeout", opts: []advisorylock.Option{advisorylock.TransactionScope(), advisorylock.WithTimeout(time.Minute)}},
 	{name: "transaction try", try: true, opts: []advisorylock.Option{advisorylock.TransactionScope()}},
 	{name: "transaction set lock", set: true, opts: []advisorylock.Option{advisorylock.TransactionScope()}},
 	{name: "transaction set try", set: true, try: true, opts: []advisorylock.Option{advisorylock.TransactionScope()}},
-	{name: "sessions lock", opts: []advisorylock.Option{advisorylock.LockSessions()}},
-	{name: "sessions lock timeout", opts: []advisorylock.Option{advisorylock.LockSessions(), advisorylock.WithTimeout(time.Minute)}},
-	{name: "sessions try", try: true, opts: []advisorylock.Option{advisorylock.LockSessions()}},
-	{name: "sessions set lock", set: true, opts: []advisorylock.Option{advisorylock.LockSessions()}},
-	{name: "sessions set try", set: true, try: true, opts: []advisorylock.Option{advisorylock.LockSessions()}},
-	{name: "sessions literal lock", opts: []advisorylock.Option{advisorylock.LockSessions(), advisorylock.AllowPooler()}},
-	{name: "sessions literal try", try: true, opts: []advisorylock.Option{advisorylock.LockSessions(), advisorylock.AllowPooler()}},
-	{name: "pinned shared lock", shared: true},
-	{name: "sessions shared try", try: true, shared: true, opts: []advisorylock.Option{advisorylock.LockSessions()}},
+	{name: "sessions lock"},
+	{name: "sessions lock timeout", opts: []advisorylock.Option{advisorylock.WithTimeout(time.Minute)}},
+	{name: "sessions try", try: true},
+	{name: "sessions set lock", set: true},
+	{name: "sessions set try", set: true, try: true},
+	{name: "sessions literal lock", opts: []advisorylock.Option{advisorylock.AllowPooler()}},
+	{name: "sessions literal try", try: true, opts: []advisorylock.Option{advisorylock.AllowPooler()}},
+	{name: "pinned shared lock", shared: true, opts: []advisorylock.Option{advisorylock.PinConnection()}},
+	{name: "sessions shared try", try: true, shared: true},
 }
 
 // mutex returns the fenced Mutex of the path for key (and other, for a set),
@@ -105,7 +105,7 @@ func TestFencing_everyPath(t *testing.T) {
 			last = tok
 		}
 	}
-	for _, opt := range []advisorylock.Option{nil, advisorylock.TransactionScope(), advisorylock.LockSessions()} {
+	for _, opt := range []advisorylock.Option{advisorylock.PinConnection(), advisorylock.TransactionScope(), nil} {
 		l, err := advisorylock.NewWithKey(pool, k, opt).Lock(ctx)
 		if err != nil {
 			t.Fatal(err)

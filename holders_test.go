@@ -116,7 +116,7 @@ func TestHolders_sinceGranted(t *testing.T) {
 	for _, tt := range []struct {
 		name string
 		opt  advisorylock.Option
-	}{{"pinned", nil}, {"lock sessions", advisorylock.LockSessions()}} {
+	}{{"pinned", advisorylock.PinConnection()}, {"lock sessions", nil}} {
 		t.Run(tt.name, func(t *testing.T) {
 			dsn := pgtest.Database(t)
 			pool := pgtest.NewPool(t, dsn, appName("prober"))

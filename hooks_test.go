@@ -242,7 +242,7 @@ func TestHooks_outcomes(t *testing.T) {
 		{name: "busy in transaction scope", pool: pool, lockName: "outcomes", try: true, opts: []advisorylock.Option{advisorylock.TransactionScope()}, outcome: advisorylock.OutcomeBusy, want: advisorylock.ErrLocked},
 		{name: "timeout", pool: pool, lockName: "outcomes", opts: []advisorylock.Option{advisorylock.WithTimeout(bound)}, outcome: advisorylock.OutcomeTimeout, want: context.DeadlineExceeded, timeout: bound, minWait: bound},
 		{name: "canceled", pool: pool, lockName: "outcomes", cancel: true, outcome: advisorylock.OutcomeCanceled, want: context.Canceled},
-		{name: "error: closed pool", pool: closedPool, lockName: "free", outcome: advisorylock.OutcomeError, want: nil},
+		{name: "error: closed pool", pool: closedPool, lockName: "free", opts: []advisorylock.Option{advisorylock.PinConnection()}, outcome: advisorylock.OutcomeError, want: nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -25,7 +25,8 @@ type Mutex struct {
 	hooks *hookSet // nil when no hooks are set
 	err   error    // bad input, reported by every call
 	sql   statements
-	// sessions carries its session locks with LockSessions; nil otherwise.
+	// sessions carries its session locks; nil in transaction scope, with
+	// PinConnection, or with bad input.
 	sessions *sessionSet
 	// fence is the sequence its tokens come from, with WithFencing; nil
 	// otherwise.
@@ -111,7 +112,7 @@ func newMutex(pool *pgxpool.Pool, keys []Key, opts []Option) *Mutex {
 		seq = m.fence.seq
 	}
 	m.sql = newStatements(keys, m.cfg.mode, m.cfg.scope, !m.cfg.allowPooler, seq)
-	if m.err == nil && m.cfg.scope == ScopeSession && m.cfg.sessions {
+	if m.err == nil && m.cfg.scope == ScopeSession && !m.cfg.pin {
 		sp := m.cfg.sessionPool
 		if sp == nil {
 			sp = pool
@@ -147,9 +148,10 @@ func (m *Mutex) String() string {
 }
 
 // Lock acquires the lock, blocking until the server grants it, the
-// WithTimeout bound passes or ctx is done. The wait happens in the server,
-// on a pooled connection that stays pinned to the returned Lock until it is
-// released (with LockSessions, on a lock session). A wait whose connection
+// WithTimeout bound passes or ctx is done: one round trip when the lock is
+// free, a wait in the server on a session of its own when it is not (with
+// PinConnection, on a pooled connection that stays pinned to the returned
+// Lock until it is released). A wait whose connection
 // ends before the grant waits again on a fresh one, within the same bound
 // (see the package documentation, and [RetryHook]).
 // On failure it holds nothing and returns an error matching

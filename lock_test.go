@@ -130,10 +130,10 @@ func TestUnlock_concurrent(t *testing.T) {
 }
 
 // A session lock pins one connection while held and gives it back after.
-func TestLock_pinsOneConnection(t *testing.T) {
+func TestPinConnection_pinsOneConnection(t *testing.T) {
 	t.Parallel()
 	pool := pgtest.NewPool(t, pgtest.Database(t))
-	m := advisorylock.New(pool, "pin")
+	m := advisorylock.New(pool, "pin", advisorylock.PinConnection())
 	l, err := m.Lock(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -261,15 +261,12 @@ func TestLock_timeout(t *testing.T) {
 // and none opened.
 func TestLock_timeoutKeepsConnections(t *testing.T) {
 	t.Parallel()
-	for _, tt := range []struct {
-		name string
-		opt  advisorylock.Option
-	}{{"session", nil}, {"lock sessions", advisorylock.LockSessions()}, {"transaction", advisorylock.TransactionScope()}} {
+	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope()} {
 		dsn := pgtest.Database(t)
 		pool := pgtest.NewPool(t, dsn)
 		warm(t, pool, 2)
-		m := advisorylock.New(pool, "keep", advisorylock.WithTimeout(time.Millisecond), tt.opt)
-		t.Run(tt.name, func(t *testing.T) {
+		m := advisorylock.New(pool, "keep", advisorylock.WithTimeout(time.Millisecond), scope)
+		t.Run(m.Scope().String(), func(t *testing.T) {
 			holder, err := advisorylock.New(pgtest.NewPool(t, dsn), "keep").Lock(t.Context())
 			if err != nil {
 				t.Fatal(err)
@@ -291,11 +288,11 @@ func TestLock_timeoutKeepsConnections(t *testing.T) {
 			if got := m.SessionsOpened() - sessions; got != 0 {
 				t.Errorf("100 timeouts opened %d lock sessions; want 0", got)
 			}
-			// Locks wait on a pooled connection each, but for an attempt
-			// whose 1ms ran out while it queued in the process, which gives
-			// up without one; on lock sessions they take none.
+			// Session locks wait on lock sessions; transaction-scoped ones on
+			// a pooled connection each, but for an attempt whose 1ms ran out
+			// while it queued in the process, which gives up without one.
 			limit := int64(100)
-			if tt.name == "lock sessions" {
+			if m.Scope() == advisorylock.ScopeSession {
 				limit = 0
 			}
 			if got := after.AcquireCount() - before.AcquireCount(); got > limit {

@@ -30,10 +30,10 @@ func (m Mode) String() string {
 type Scope uint8
 
 const (
-	// ScopeSession (the default) ties the lock to a database session: that
-	// of a pooled connection, pinned while the lock is held, or with
-	// LockSessions one of the package's lock sessions. The lock is released
-	// by Unlock or when the session ends.
+	// ScopeSession (the default) ties the lock to a database session: one
+	// of the package's lock sessions, or with PinConnection that of a pooled
+	// connection, pinned while the lock is held. The lock is released by
+	// Unlock or when the session ends.
 	ScopeSession Scope = iota
 	// ScopeTransaction ties the lock to a transaction on a pinned
 	// connection: it is released when the transaction commits or rolls back.
@@ -71,7 +71,7 @@ type config struct {
 	keepalive   time.Duration // 0: no active probe
 	hooks       []Hook
 	allowPooler bool
-	sessions    bool          // session locks on lock sessions, not a pooled connection each
+	pin         bool          // session locks pin a pooled connection each, not on lock sessions
 	maxSessions int           // shared lock sessions
 	sessionPool *pgxpool.Pool // whose settings lock sessions use; nil: the Mutex's pool
 	// fencingSchema is the schema of the fencing sequence; "" without fencing.
@@ -177,21 +177,19 @@ func AllowPooler() Option {
 	return optionFunc(func(c *config) { c.allowPooler = true })
 }
 
-// LockSessions holds the Mutex's session-scoped locks on the package's lock
-// sessions rather than each on a connection of its pool (see the package
-// documentation): a held lock then costs no pooled connection and no
-// goroutine, many locks share a few server sessions, and concurrent calls
-// share round trips. An uncontended Lock and Unlock cost about 10-20% more
-// than on a pooled connection of their own (a hand-off between goroutines per
-// round trip). WithMaxSessions and WithSessionPool imply it.
-func LockSessions() Option {
-	return optionFunc(func(c *config) { c.sessions = true })
+// PinConnection holds each of the Mutex's session-scoped locks on a
+// connection of its pool, pinned while the lock is held and watched by a
+// goroutine of its own, instead of on the package's lock sessions (see the
+// package documentation): a held lock then costs a pooled connection, as it
+// did before lock sessions. It overrides WithMaxSessions and
+// WithSessionPool.
+func PinConnection() Option {
+	return optionFunc(func(c *config) { c.pin = true })
 }
 
-// WithMaxSessions holds the Mutex's session-scoped locks on lock sessions
-// (see LockSessions), with at most n shared ones carrying the uncontended
-// locks taken through the pool (DefaultMaxSessions by default). A lock that
-// must wait uses a session of its own beyond them. An n below 1 makes every
+// WithMaxSessions sets how many shared lock sessions, at most, carry the
+// Mutex's uncontended session-scoped locks (DefaultMaxSessions by default).
+// A lock that must wait uses a session of its own beyond them. An n below 1 makes every
 // call of the Mutex fail with ErrInvalidArgument.
 func WithMaxSessions(n int) Option {
 	return optionFunc(func(c *config) {
@@ -199,20 +197,19 @@ func WithMaxSessions(n int) Option {
 			c.fail(invalid(fmt.Sprintf("WithMaxSessions(%d): below 1", n)))
 			return
 		}
-		c.sessions, c.maxSessions = true, n
+		c.maxSessions = n
 	})
 }
 
-// WithSessionPool holds the Mutex's session-scoped locks on lock sessions
-// (see LockSessions) opened with the connection settings of pool rather than
-// those of the Mutex's own pool: for example a direct connection to
+// WithSessionPool opens the Mutex's lock sessions with the connection
+// settings of pool rather than those of the Mutex's own pool: for example a direct connection to
 // PostgreSQL, when the application's pool goes through a pooler in
 // transaction mode. Sessions are shared by the Mutexes naming the same pool.
 // A nil pool is ignored.
 func WithSessionPool(pool *pgxpool.Pool) Option {
 	return optionFunc(func(c *config) {
 		if pool != nil {
-			c.sessions, c.sessionPool = true, pool
+			c.sessionPool = pool
 		}
 	})
 }

@@ -19,8 +19,8 @@ var waitPlaces = []struct {
 	label string
 	opt   advisorylock.Option
 }{
-	{"pinned", nil},
-	{"lock-session", advisorylock.LockSessions()},
+	{"pinned", advisorylock.PinConnection()},
+	{"lock-session", nil},
 	{"transaction", advisorylock.TransactionScope()},
 }
 
@@ -112,7 +112,7 @@ func TestLock_waitSurvivesTerminatedBackend(t *testing.T) {
 	}
 }
 
-// A pooled connection found dead on first use is a wait that lost its
+// A pinned pooled connection found dead on first use is a wait that lost its
 // connection: Lock starts again on another, while TryLock, one round trip,
 // reports the failure and does not retry.
 func TestLock_deadPooledConnection(t *testing.T) {
@@ -137,7 +137,7 @@ func TestLock_deadPooledConnection(t *testing.T) {
 	}
 
 	rec := newHookRecorder("r")
-	m := advisorylock.New(pool, "dead-conn", advisorylock.WithHooks(rec))
+	m := advisorylock.New(pool, "dead-conn", advisorylock.WithHooks(rec), advisorylock.PinConnection())
 	kill()
 	if l, err := m.TryLock(ctx); err == nil || errors.Is(err, advisorylock.ErrLocked) {
 		t.Errorf("TryLock on a dead connection = (%v, %v); want its failure", l, err)

@@ -18,12 +18,6 @@ import (
 // session of its own, an unlock, and the keepalive probe that says when each
 // lock was granted. See sessions.go for where sessions come from.
 
-// An answer is a lock session's answer to one request.
-type answer struct {
-	res pgwire.Result
-	err error
-}
-
 // tryOn asks s for m's keys without waiting (the request is already counted
 // by route). It reports whether the lock was granted; a lock granted after
 // ctx ended is given back.
@@ -215,20 +209,23 @@ func (m *Mutex) waitOn(ctx context.Context, s *lockSession, bound time.Duration)
 // holds drop, so a request routed to the session after it runs after it.
 func (l *Lock) unlockOn(ctx context.Context, op string) error {
 	s, m := l.sess, l.m
-	ans := make(chan answer, 1)
-	done := func(res pgwire.Result, err error) {
+	// refused reports an answer saying the session did not hold what this
+	// process believed it held: nothing it carries can be vouched for, and
+	// it is ended.
+	refused := func(res pgwire.Result, err error) bool {
 		if err == nil && (res.Err != nil || res.Tag != "SELECT 1") {
-			// The session did not hold what this process believed it
-			// held: nothing it carries can be vouched for.
 			s.fail()
+			return true
 		}
-		ans <- answer{res, err}
+		return false
 	}
+	late := func(res pgwire.Result, err error) { refused(res, err) }
+	var call pgwire.Call
 	var err error
 	if m.cfg.allowPooler {
-		err = s.w.Send(m.sql.unlockLit(), done)
+		call, err = s.w.Start(nil, m.sql.unlockLit(), late)
 	} else {
-		err = s.w.SendStmt(m.sql.unlockStmt, done, m.sql.keyText...)
+		call, err = s.w.Start(m.sql.unlockStmt, "", late, m.sql.keyText...)
 	}
 	set := s.set
 	set.mu.Lock()
@@ -241,24 +238,21 @@ func (l *Lock) unlockOn(ctx context.Context, op string) error {
 	if err != nil {
 		return m.errorf(op, ErrLockLost, err)
 	}
-	if err := ctx.Err(); err != nil {
-		// The unlock is sent all the same: the lock is released.
-		return m.errorf(op, err)
-	}
-	select {
-	case a := <-ans:
-		switch {
-		case a.err != nil:
-			return m.errorf(op, ErrLockLost, a.err)
-		case a.res.Err != nil:
-			return m.errorf(op, ErrLockLost, a.res.Err)
-		case a.res.Tag != "SELECT 1":
-			return m.errorf(op, ErrLockLost, errUnlockFalse)
-		}
-		return nil
-	case <-ctx.Done():
+	// With ctx done already, the unlock is sent all the same: the lock is
+	// released, and late sees the answer.
+	res, err := call.Await(ctx)
+	switch {
+	case err != nil && errors.Is(err, pgwire.ErrClosed):
+		return m.errorf(op, ErrLockLost, err)
+	case err != nil:
 		// The unlock is on its way; a bad answer ends the session.
-		return m.errorf(op, ctx.Err())
+		return m.errorf(op, err)
+	case !refused(res, nil):
+		return nil
+	case res.Err != nil:
+		return m.errorf(op, ErrLockLost, res.Err)
+	default:
+		return m.errorf(op, ErrLockLost, errUnlockFalse)
 	}
 }
 

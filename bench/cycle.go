@@ -98,7 +98,7 @@ func cycleCases() []cycleCase {
 				return advisorylock.NewWithKey(p, advisorylock.Int64Key(key), advisorylock.WithTimeout(5*time.Second))
 			}),
 	)
-	for _, id := range []string{"lib-withlock", "lib-tx", "goose", "migrate"} {
+	for _, id := range []string{"lib-pinned", "lib-withlock", "lib-tx", "goose", "migrate"} {
 		cs = append(cs, fromContender(byID[id]))
 	}
 	return cs

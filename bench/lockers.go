@@ -169,7 +169,8 @@ func contenders() []contender {
 				}}, nil
 			},
 		},
-		libContender("lib", "advisorylock: Mutex.Lock, Lock.Unlock", "session", false),
+		libContender("lib", "advisorylock: Mutex.Lock, Lock.Unlock (lock sessions)", "session", false),
+		libContender("lib-pinned", "advisorylock: Mutex.Lock, Lock.Unlock, PinConnection", "session", false, advisorylock.PinConnection()),
 		libContender("lib-withlock", "advisorylock: WithLock", "session", true),
 		libContender("lib-tx", "advisorylock: WithLock, TransactionScope", "transaction", true, advisorylock.TransactionScope()),
 		{

@@ -93,7 +93,7 @@ func New(pool *pgxpool.Pool, name string, opts ...Option) *Election {
 	}
 	e.pool = own
 	e.m = advisorylock.New(own, name, advisorylock.WithKeepalive(e.cfg.lease/3),
-		advisorylock.WithHooks(e.cfg.hooks...), advisorylock.LockSessions())
+		advisorylock.WithHooks(e.cfg.hooks...))
 	return e
 }
 

@@ -103,7 +103,7 @@ func TestHook_withLock(t *testing.T) {
 		// pgx traces the statements of pooled connections: a session lock
 		// pinning one, and a transaction-scoped lock. (Lock sessions speak
 		// the protocol themselves; pgx does not see their statements.)
-		{nil, "pg_advisory_lock", "pg_advisory_unlock"},
+		{advisorylock.PinConnection(), "pg_advisory_lock", "pg_advisory_unlock"},
 		{advisorylock.TransactionScope(), "pg_advisory_xact_lock", "commit"},
 	}
 	for _, tt := range tests {
@@ -215,7 +215,9 @@ func TestHook_acquireOutcomes(t *testing.T) {
 		{name: "timeout in transaction scope", pool: pool, opts: []advisorylock.Option{advisorylock.WithTimeout(bound), advisorylock.TransactionScope()}, outcome: "timeout", errorType: "timeout", sqlstate: "55P03"},
 		// The server ends a cancelled wait with query_canceled.
 		{name: "canceled", pool: pool, cancel: true, outcome: "canceled", errorType: "canceled", sqlstate: "57014"},
-		{name: "error", pool: closed, outcome: "error", errorType: "_OTHER"},
+		// Lock sessions are not the pool's: a pinned connection meets the
+		// closed pool.
+		{name: "error", pool: closed, opts: []advisorylock.Option{advisorylock.PinConnection()}, outcome: "error", errorType: "_OTHER"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

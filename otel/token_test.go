@@ -17,7 +17,7 @@ func TestHook_token(t *testing.T) {
 	tp, log := newTracing(t)
 	pool := pgtest.NewPool(t, pgtest.Database(t))
 	hook := advisorylockotel.NewHook(advisorylockotel.WithTracerProvider(tp))
-	for _, scope := range []advisorylock.Option{nil, advisorylock.TransactionScope(), advisorylock.LockSessions()} {
+	for _, scope := range []advisorylock.Option{advisorylock.PinConnection(), advisorylock.TransactionScope(), nil} {
 		fenced := advisorylock.New(pool, "report", scope, advisorylock.WithFencing(), advisorylock.WithHooks(hook))
 		tok, err := advisorylock.WithLock(t.Context(), fenced, func(ctx context.Context) (int64, error) {
 			l, _ := advisorylock.LockFromContext(ctx)

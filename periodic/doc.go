@@ -114,7 +114,7 @@
 // with the same name shares the job's record and its lock, and a plain Mutex
 // or withlock of that name keeps its runs out while it holds the lock. The
 // lock is session-scoped and held while the function runs, on one of package
-// advisorylock's lock sessions ([advisorylock.LockSessions]): a run costs no
+// advisorylock's lock sessions (its default for session locks): a run costs no
 // pooled connection while it holds the lock, and the pool serves the
 // statements that check and record the run, and the function's own work. A
 // pooler in transaction mode is refused ([advisorylock.ErrPooler]) unless

@@ -49,10 +49,10 @@ func New(pool *pgxpool.Pool, name string, period time.Duration, opts ...Option) 
 	if j.err != nil {
 		return j
 	}
-	// On a lock session, a held lock costs no pooled connection: a run
-	// that held one, then waited for another for its statements, could
-	// deadlock with others on a small pool.
-	j.m = advisorylock.New(pool, name, append([]advisorylock.Option{advisorylock.LockSessions()}, j.cfg.lockOptions...)...)
+	// On a lock session (the default), a held lock costs no pooled
+	// connection: a run that held one, then waited for another for its
+	// statements, could deadlock with others on a small pool.
+	j.m = advisorylock.New(pool, name, j.cfg.lockOptions...)
 	if j.m.Mode() != advisorylock.ModeExclusive {
 		j.err = invalid("a shared lock would let runs overlap")
 		return j
@@ -76,7 +76,7 @@ func (j *Job) Identity() string { return j.cfg.identity }
 func (j *Job) Schema() string { return j.cfg.schema }
 
 // Mutex returns the job's lock: the advisory lock of its name, held on the
-// package advisorylock's lock sessions ([advisorylock.LockSessions]), with the
+// package advisorylock's lock sessions (unless [advisorylock.PinConnection]), with the
 // options of [WithLockOptions]. [Job.Run] takes it with TryLock; a caller of
 // [Job.Begin] takes it itself (or any exclusive lock of the job's name). It
 // is nil when the Job's input is bad.

@@ -124,7 +124,7 @@ func WithMaxRunTime(d time.Duration) Option {
 }
 
 // WithLockOptions sets options of the job's lock ([Job.Mutex]), which is
-// held on lock sessions ([advisorylock.LockSessions]): such as
+// held on lock sessions (advisorylock's default): such as
 // [advisorylock.WithKeepalive] to notice a silent network sooner, or
 // [advisorylock.WithSessionPool] to hold it on direct connections when the
 // pool goes through a pooler. A lock in shared mode

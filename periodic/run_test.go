@@ -148,7 +148,8 @@ func TestRun_lostLockDoesNotCount(t *testing.T) {
 	dsn := testDB(t)
 	pool := newPool(t, dsn)
 	admin := newPool(t, dsn)
-	job := periodic.New(pool, "doomed", time.Hour)
+	rec := &recorder{}
+	job := periodic.New(pool, "doomed", time.Hour, periodic.WithHooks(rec))
 	ran, err := job.Run(t.Context(), func(ctx context.Context, run periodic.Run) error {
 		pgtest.TerminateHolder(t, admin)
 		<-ctx.Done()
@@ -158,7 +159,7 @@ func TestRun_lostLockDoesNotCount(t *testing.T) {
 		return nil // as if the work were done: a lost lock still does not count
 	})
 	if !ran || !errors.Is(err, advisorylock.ErrLockLost) {
-		t.Fatalf("Run = %v, %v; want true and ErrLockLost", ran, err)
+		t.Fatalf("Run = %v, %v (skipped: %v); want true and ErrLockLost", ran, err, rec.last(t).Skipped)
 	}
 	s := mustStatus(t, job)
 	if s.Last.Token != 1 || s.Last.Failure != "lock lost" || s.LastSuccess.Token != 0 {

@@ -125,12 +125,13 @@
 // connecting: advisory locks on its keys, pg_locks (readable by every role),
 // LISTEN and NOTIFY on the channel "advisorylock.semaphore.Q", where Q is the
 // queue key as an unsigned decimal, and idle_session_timeout, which any role
-// may set (PostgreSQL 14 or later). Connections, from the Semaphore's pool: one
-// for each slot held (none with [advisorylock.LockSessions] through
-// [WithSlotOptions]); one per process while it waits in the queue; at the
-// head, two (one listening, one waiting on a slot: none with lock sessions)
-// and one to take a slot announced, which it opens while it waits; and one
-// for a moment to look at the slots or to announce a release.
+// may set (PostgreSQL 14 or later). Connections, from the Semaphore's pool:
+// none for a slot held, which is on a lock session (one each with
+// [advisorylock.PinConnection] through [WithSlotOptions]); one per process
+// while it waits in the queue; at the head, one listening (and one waiting
+// on a slot with PinConnection) and one to take a slot announced, which it
+// opens while it waits; and one for a moment to look at the slots or to
+// announce a release.
 //
 // The waits and the head's session are session-level: behind a pooler in
 // transaction mode (PgBouncer's pool_mode=transaction) Lock fails with

@@ -109,9 +109,9 @@ func WithHooks(hooks ...advisorylock.Hook) Option {
 }
 
 // WithSlotOptions configures the Mutex of each slot (see [Semaphore.Slot]),
-// as for [advisorylock.NewWithKey]: [advisorylock.LockSessions] and
-// [advisorylock.WithMaxSessions] to hold slots on the package's lock
-// sessions rather than a pooled connection each,
+// as for [advisorylock.NewWithKey]: [advisorylock.WithMaxSessions] for
+// the package's lock sessions that hold the slots,
+// [advisorylock.PinConnection] to hold each on a pooled connection instead,
 // [advisorylock.WithSessionPool], [advisorylock.WithKeepalive] to watch a held
 // slot, [advisorylock.AllowPooler]. A slot is exclusive and session-scoped:
 // [advisorylock.Shared] and [advisorylock.TransactionScope] make every call

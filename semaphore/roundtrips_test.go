@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/advisorylock/advisorylock"
+
 	"github.com/advisorylock/advisorylock/semaphore"
 )
 
@@ -18,9 +20,12 @@ func TestRoundTrips(t *testing.T) {
 	dsn := testDB(t)
 	admin := newPool(t, dsn)
 	var hw, ww writeCounter
-	holder := semaphore.New(newPool(t, dsn, hw.configure), "rt", 1)
+	// Slots pinned to pooled connections, so that every round trip goes
+	// through the pools' counting tracers (lock sessions are the package's).
+	pin := semaphore.WithSlotOptions(advisorylock.PinConnection())
+	holder := semaphore.New(newPool(t, dsn, hw.configure), "rt", 1, pin)
 	wpool := newPool(t, dsn, ww.configure)
-	waiter := semaphore.New(wpool, "rt", 1, semaphore.WithRecheck(time.Hour))
+	waiter := semaphore.New(wpool, "rt", 1, semaphore.WithRecheck(time.Hour), pin)
 	for i := range 3 { // the first pass prepares statements
 		start := hw.n.Load()
 		l, err := holder.Lock(t.Context())

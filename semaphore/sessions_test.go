@@ -15,13 +15,13 @@ func TestSlotOptions_lockSessions(t *testing.T) {
 	dsn := testDB(t)
 	admin := newPool(t, dsn)
 	pool := newPool(t, dsn)
-	s := semaphore.New(pool, "sessions", 3, semaphore.WithSlotOptions(advisorylock.LockSessions()))
+	s := semaphore.New(pool, "sessions", 3)
 	var held []*advisorylock.Lock
 	for range 3 {
 		held = append(held, mustLock(t, s))
 	}
 	awaitAcquired(t, pool, 0)
-	ch := lockAsync(t, t.Context(), semaphore.New(newPool(t, dsn), "sessions", 3, semaphore.WithSlotOptions(advisorylock.LockSessions())))
+	ch := lockAsync(t, t.Context(), semaphore.New(newPool(t, dsn), "sessions", 3))
 	awaitQueued(t, admin, s, 1)
 	release(t, held[1])
 	r := await(t, ch, awaitTimeout, "waiter")

@@ -39,6 +39,7 @@ func newStatements(b uint64, n int, channelName string) statements {
 	c1, c2 := strconv.FormatUint(b>>32, 10), strconv.FormatUint((b+uint64(n))>>32, 10)
 	// A holder's session that last ran a statement longest ago most likely
 	// took its slot longest ago: its lock statement is usually its last.
+	// Slots held on one lock session look alike: one of them comes first.
 	look := `select coalesce(pg_catalog.string_agg(case when l.granted then '' else 'w' end || ((l.classid::int8 << 32) | l.objid::int8)::text, ','
 		order by l.granted desc, a.state_change nulls last), '')
 	from pg_catalog.pg_locks l left join pg_catalog.pg_stat_activity a on a.pid = l.pid

@@ -86,7 +86,13 @@ func TestHook_events(t *testing.T) {
 			if p == nil {
 				p = pool
 			}
-			m := advisorylock.New(p, "events", advisorylock.WithHooks(advisorylockslog.NewHook(logger, tt.opts...)))
+			opts := []advisorylock.Option{advisorylock.WithHooks(advisorylockslog.NewHook(logger, tt.opts...))}
+			if p == closed {
+				// Lock sessions are not the pool's: a pinned connection
+				// meets the closed pool.
+				opts = append(opts, advisorylock.PinConnection())
+			}
+			m := advisorylock.New(p, "events", opts...)
 			if tt.held {
 				holder, err := advisorylock.New(other, "events").Lock(t.Context())
 				if err != nil {

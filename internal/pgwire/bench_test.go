@@ -19,9 +19,9 @@ const parallelism = 16
 
 // BenchmarkDo measures one lock cycle, a try-lock and its unlock (two
 // queries), on a Session against the floor: pgconn's Exec of the same
-// queries on a connection of its own. Sequentially, the session adds a
-// goroutine hand-off per query to the floor's round trip; with keepalive on,
-// a write deadline per write too. In parallel, 16 goroutines share one
+// queries on a connection of its own. Sequentially, each caller reads its
+// own answer, as the floor does; with keepalive on, a write deadline per
+// write is added. In parallel, 16 goroutines share one
 // session, against 16 goroutines with a connection each (floor), and against
 // 16 goroutines taking turns on one connection (one-conn: what sharing a
 // session costs without pipelining).

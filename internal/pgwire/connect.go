@@ -5,13 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // Connect opens a server session with cfg, blocking until it is ready for
-// queries or ctx is done, and returns it with its reader goroutine running.
+// queries or ctx is done, and returns it with its watcher goroutine running.
 // cfg must come from pgconn.ParseConfig (or a pgxpool or pgx config's
 // ConnConfig.Config), so its TLS, authentication, DialFunc, RuntimeParams and
 // hooks apply; it is not modified, and must not be modified while the session
@@ -35,6 +37,14 @@ func Connect(ctx context.Context, cfg *pgconn.Config, opts Options) (*Session, e
 		hc.Conn.Close()
 		return nil, fmt.Errorf("pgwire: the new session is in transaction status %q; want idle", hc.TxStatus)
 	}
+	params := maps.Clone(hc.ParameterStatuses)
+	if params == nil {
+		params = make(map[string]string)
+	}
+	if err := quiesce(hc, params); err != nil {
+		hc.Conn.Close()
+		return nil, err
+	}
 	// pgconn leaves no deadline behind on success, but a DialFunc might.
 	if err := hc.Conn.SetDeadline(time.Time{}); err != nil {
 		hc.Conn.Close()
@@ -43,7 +53,8 @@ func Connect(ctx context.Context, cfg *pgconn.Config, opts Options) (*Session, e
 	s := &Session{
 		conn:      hc.Conn,
 		raddr:     hc.Conn.RemoteAddr(),
-		fe:        hc.Frontend,
+		rd:        newMsgReader(hc.Conn),
+		wfd:       newWatchFD(hc.Conn),
 		cfg:       hc.Config,
 		tlsConfig: hc.TLSConfig,
 		pid:       hc.PID,
@@ -53,16 +64,16 @@ func Connect(ctx context.Context, cfg *pgconn.Config, opts Options) (*Session, e
 		onDead:    opts.OnDead,
 		done:      make(chan struct{}),
 		exited:    make(chan struct{}),
+		wake:      make(chan struct{}, 1),
+	}
+	if s.wfd == nil {
+		s.role = roleWatcher // for good: see Session.readAlways
 	}
 	if s.cfg == nil {
 		s.cfg = cfg
 	}
-	params := maps.Clone(hc.ParameterStatuses)
-	if params == nil {
-		params = make(map[string]string)
-	}
 	s.params.Store(&params)
-	go s.read()
+	go s.watch()
 	return s, nil
 }
 
@@ -92,4 +103,35 @@ func (s *Session) Err() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.err
+}
+
+// quiesce stops pgconn's reading of the connection before the session reads
+// it itself. pgconn reads through a background reader, which it starts when
+// a write is slow (under load, while connecting) and which may still have a
+// read under way after the connection is hijacked: that read would take the
+// answer to the session's first query. A read deadline in the past ends it,
+// and reading through pgconn's Frontend until the deadline's error collects
+// what it holds, recording parameters in params.
+func quiesce(hc *pgconn.HijackedConn, params map[string]string) error {
+	if err := hc.Conn.SetReadDeadline(aLongTimeAgo); err != nil {
+		return err
+	}
+	for {
+		msg, err := hc.Frontend.Receive()
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		switch m := msg.(type) {
+		case *pgproto3.ParameterStatus:
+			params[m.Name] = m.Value
+		case *pgproto3.NoticeResponse, *pgproto3.NotificationResponse:
+		case *pgproto3.ErrorResponse:
+			return pgconn.ErrorResponseToPgError(m)
+		default:
+			return fmt.Errorf("%w: %T before the first query", errProtocol, msg)
+		}
+	}
 }

@@ -39,8 +39,9 @@ type Result struct {
 // Do returns an error matching ErrClosed; it returns ErrInvalidQuery for a
 // query that cannot be sent.
 //
-// Do may write to the socket itself (see the package documentation); that
-// write is bounded by Options.Keepalive, not by ctx.
+// Do may write to the socket itself, and read its answer itself (see the
+// package documentation); the write is bounded by Options.Keepalive, not by
+// ctx, and the read by both.
 func (s *Session) Do(ctx context.Context, sql string) (Result, error) {
 	return s.DoOr(ctx, sql, nil)
 }
@@ -49,27 +50,30 @@ func (s *Session) Do(ctx context.Context, sql string) (Result, error) {
 // arrived, hands the answer to late instead of dropping it. When DoOr
 // returns ctx.Err() for that reason, late is called exactly once, with the
 // answer or with an error matching ErrClosed if the session ends first;
-// otherwise it is never called. late runs on the session's reader goroutine:
-// it must not block and must not call Close, but it may call Send, to undo
-// what a query its caller gave up on did (unlock a lock granted too late).
+// otherwise it is never called. late runs on the goroutine that reads the
+// answer (see the package documentation): it must not block and must not
+// call Close, but it may call Send, to undo what a query its caller gave up
+// on did (unlock a lock granted too late).
 func (s *Session) DoOr(ctx context.Context, sql string, late func(Result, error)) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{}, notSent(err)
 	}
 	r := newRequest()
 	r.late = late
+	r.reads = true
 	if err := s.send(r, sql); err != nil {
 		putRequest(r)
 		return Result{}, err
 	}
-	return r.await(ctx)
+	return s.await(ctx, r)
 }
 
 // Wait is Do for a statement the server may rightly take long to answer,
 // such as a lock wait without lock_timeout: while it is the oldest query
 // pending, the keepalive neither probes nor ends the session for the
 // server's silence. Send nothing else on the session meanwhile; use Cancel
-// to end the statement early.
+// to end the statement early. The watcher reads its answer and hands it
+// over, so that a long wait does not keep the read role from the watcher.
 func (s *Session) Wait(ctx context.Context, sql string) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{}, notSent(err)
@@ -80,7 +84,7 @@ func (s *Session) Wait(ctx context.Context, sql string) (Result, error) {
 		putRequest(r)
 		return Result{}, err
 	}
-	return r.await(ctx)
+	return r.await(ctx) // the watcher reads: see Session.await
 }
 
 // A Stmt is a statement prepared on each session that runs it, once, with
@@ -99,14 +103,41 @@ func (s *Session) DoStmt(ctx context.Context, st *Stmt, late func(Result, error)
 	if err := ctx.Err(); err != nil {
 		return Result{}, notSent(err)
 	}
-	r := newRequest()
-	r.late = late
-	if err := s.sendStmt(r, st, "", args); err != nil {
-		putRequest(r)
+	c, err := s.Start(st, "", late, args...)
+	if err != nil {
 		return Result{}, err
 	}
-	return r.await(ctx)
+	return c.Await(ctx)
 }
+
+// A Call is a query sent by Start, whose answer is awaited with Await.
+type Call struct {
+	s *Session
+	r *request
+}
+
+// Start sends the prepared statement st bound to args, or sql when st is
+// nil, and returns without waiting for the answer, so that its caller can
+// record that the query is on its way before waiting for the answer with
+// Await, which must then be called exactly once. late is DoOr's. Start's
+// errors are Send's: nothing is sent and late is never called.
+func (s *Session) Start(st *Stmt, sql string, late func(Result, error), args ...[]byte) (Call, error) {
+	r := newRequest()
+	r.late = late
+	r.reads = true
+	if err := s.sendStmt(r, st, sql, args); err != nil {
+		putRequest(r)
+		return Call{}, err
+	}
+	return Call{s, r}, nil
+}
+
+// Await blocks until the answer to c's query arrives, reading it itself if
+// nobody else reads, or until ctx is done. It returns as DoOr does: the
+// answer, an error matching ErrClosed, or ctx.Err() itself, in which case
+// late receives the answer. A ctx done already gives the answer to late
+// unless it is already in.
+func (c Call) Await(ctx context.Context) (Result, error) { return c.s.await(ctx, c.r) }
 
 // SendStmt is Send for the prepared statement st bound to args.
 func (s *Session) SendStmt(st *Stmt, done func(Result, error), args ...[]byte) error {
@@ -127,7 +158,7 @@ func (s *Session) SendStmt(st *Stmt, done func(Result, error), args ...[]byte) e
 // calling done, if the session has ended (matching ErrClosed) or the query
 // cannot be sent (ErrInvalidQuery). Otherwise done is called exactly once,
 // with the answer or with an error matching ErrClosed if the session ends
-// first. done runs on the session's reader goroutine, in the order the
+// first. done runs on the goroutine that reads the answer, in the order the
 // queries were sent: it must not block and must not call Close, but it may
 // call Send. A nil done drops the answer.
 //
@@ -159,6 +190,8 @@ const (
 type request struct {
 	// Set before the request is queued.
 	probe   bool                // a keepalive probe: its answer is dropped
+	reads   bool                // its caller reads the answer itself if nobody else reads
+	reader  bool                // set when queued: its caller took the read role
 	patient bool                // Wait's: while oldest, the keepalive leaves it be
 	parsed  string              // the statement this query's Parse prepares, if any
 	seq     uint64              // its number in the order of queries, set when queued
@@ -192,6 +225,10 @@ func notSent(err error) error { return fmt.Errorf("pgwire: not sent: %w", err) }
 // await waits for the answer to r, sent, or for ctx. When ctx ends first, the
 // reader owns r from then on and hands the answer to r.late, if any.
 func (r *request) await(ctx context.Context) (Result, error) {
+	if ctx.Err() != nil && r.state.CompareAndSwap(stateWaiting, stateAbandoned) {
+		// Given up before the answer was in.
+		return Result{}, ctx.Err()
+	}
 	select {
 	case <-r.ready:
 	case <-ctx.Done():

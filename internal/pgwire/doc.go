@@ -16,17 +16,30 @@
 // one Query message, answered by its rows, a command tag or an error, and
 // ReadyForQuery. A query is written as soon as it is issued, without waiting
 // for the answers to earlier ones; the session keeps the queries written and
-// not yet answered in a queue whose order is the order on the wire, and one
-// reader goroutine, always blocked reading the socket, completes them in
-// that order. Under concurrency the queries of many goroutines travel in one
-// write and one round trip: a goroutine that finds another writing leaves
-// its query to that writer and goes on to wait for the answer.
+// not yet answered in a queue whose order is the order on the wire, and
+// whoever holds the read role completes them in that order. Under
+// concurrency the queries of many goroutines travel in one write and one
+// round trip: a goroutine that finds another writing leaves its query to
+// that writer and goes on to wait for the answer.
+//
+// On a plain TCP or Unix socket, a caller of Do, DoOr, DoStmt or Start that
+// finds nobody reading takes the read role and reads its answer itself,
+// answering the queries queued before its own on the way: the answer
+// reaches it with no other goroutine woken, so an uncontended query costs
+// what it costs on a connection of its own. Meanwhile the session's watcher
+// goroutine waits on a duplicate of the socket's descriptor for bytes to
+// arrive when nobody reads, without consuming them, and then reads them
+// itself: a server that ends an idle session is noticed at once (within
+// 10ms of a caller's last read). A caller that gives the role up with others'
+// queries pending hands it to the watcher, which answers them and wakes
+// their callers. Over TLS, whose buffered bytes the kernel cannot see, the
+// watcher reads every answer and hands it over.
 //
 // A caller waits for its answer with Do or DoOr, or has it passed to a
-// callback with Send. Callbacks (Send's done, DoOr's late, Options.OnDead)
-// run on the reader goroutine, in the order of the queries: they must not
-// block, since no answer is read meanwhile, and must not call Close; they may
-// call Send.
+// callback with Send. Callbacks (Send's done, DoOr's late) run on whichever
+// goroutine reads, a caller or the watcher, in the order of the queries;
+// Options.OnDead and Probe run on the watcher. They must not block, since no
+// answer is read meanwhile, and must not call Close; they may call Send.
 //
 // # Failures
 //

@@ -14,3 +14,10 @@ func Writes(s *Session) int64 {
 	defer s.mu.Unlock()
 	return s.stats.writes
 }
+
+// OwnReads returns how many answers were read by their own caller.
+func OwnReads(s *Session) int64 { return s.own.Load() }
+
+// ReadsOwn reports whether callers read their own answers on s (a plain
+// socket), rather than being handed them by the watcher (TLS).
+func ReadsOwn(s *Session) bool { return s.wfd != nil }

@@ -25,7 +25,7 @@ type Options struct {
 	Keepalive time.Duration
 
 	// Probe returns the text of each keepalive probe. It is called on the
-	// session's reader goroutine when a probe is due, so the caller can put
+	// session's watcher goroutine when a probe is due, so the caller can put
 	// state in a comment there, where pg_stat_activity shows it; it must not
 	// block. Nil means "-- pgwire keepalive". A comment-only query costs the
 	// server no parsing beyond the comment.
@@ -34,6 +34,6 @@ type Options struct {
 	// OnDead, when not nil, is called once when the session ends, whatever
 	// ended it (Close included), with the error Err returns, after every
 	// pending query has been completed with that error. It runs on the
-	// session's reader goroutine: it must not block and must not call Close.
+	// session's watcher goroutine: it must not block and must not call Close.
 	OnDead func(error)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -33,16 +34,18 @@ const (
 
 // Session is one PostgreSQL server session speaking the simple query
 // protocol, shared by many goroutines: each query is written as soon as it is
-// issued, without waiting for the answers to earlier ones, and one reader
-// goroutine hands the answers back in order. See the package documentation.
+// issued, without waiting for the answers to earlier ones, and the holder of
+// the read role (a caller, or the watcher goroutine) hands the answers back
+// in order. See the package documentation.
 //
 // A Session is created by Connect and must be ended with Close. Its methods
 // are safe for concurrent use.
 type Session struct {
 	// Set by Connect, then read-only.
 	conn      net.Conn
-	raddr     net.Addr           // conn's peer, for Cancel
-	fe        *pgproto3.Frontend // used by the reader goroutine only
+	raddr     net.Addr   // conn's peer, for Cancel
+	rd        *msgReader // used by the holder of the read role only
+	wfd       *watchFD   // the socket's duplicate the watcher waits on; nil for TLS
 	cfg       *pgconn.Config
 	tlsConfig *tls.Config // the connection's, nil without TLS; for Cancel
 	pid       uint32
@@ -53,9 +56,14 @@ type Session struct {
 
 	params atomic.Pointer[map[string]string] // replaced whole, by the reader only
 	probes atomic.Int64                      // keepalive probes sent
+	own    atomic.Int64                      // answers read by their own caller, for tests
 	dead   atomic.Bool                       // err != nil, readable without mu
+	seen   atomic.Uint64                     // messages received, for the keepalive
+	wake   chan struct{}                     // buffered: nudges the watcher (see release)
 	done   chan struct{}                     // closed once err is set
-	exited chan struct{}                     // closed when the reader goroutine returns
+	exited chan struct{}                     // closed when the watcher goroutine returns
+
+	cur *request // the query whose answer is being read; the read role's holder's
 
 	mu       sync.Mutex
 	err      error           // why the session ended; nil while it lives; guarded by mu
@@ -66,6 +74,7 @@ type Session struct {
 	spare    []byte          // the flusher's buffer, swapped with out; guarded by mu
 	stats    counters        // guarded by mu
 	prepared map[string]bool // statements parsed, or being parsed, on the session, by name; guarded by mu
+	role     int             // who reads: roleFree, roleCaller or roleWatcher; guarded by mu
 }
 
 // counters are figures for tests.
@@ -75,7 +84,7 @@ type counters struct {
 }
 
 // Close ends the session: it sends Terminate unless a write is under way,
-// closes the connection, and waits for the reader goroutine to exit, which
+// closes the connection, and waits for the watcher goroutine to exit, which
 // first completes every pending query with ErrClosed and calls
 // Options.OnDead. If queries were pending, it also sends a cancel request
 // (see Cancel), bounded by ctx and five seconds, because a statement waiting
@@ -108,7 +117,7 @@ func (s *Session) Close(ctx context.Context) error {
 		}
 	}
 	s.mu.Unlock()
-	_ = s.conn.Close()
+	s.closeConn()
 	if pending {
 		// Best effort: on failure the statement ends on its own, later.
 		cctx, cancel := context.WithTimeout(ctx, closeCancelTimeout)
@@ -148,7 +157,15 @@ func (s *Session) fail(cause error) {
 		s.endLocked(fmt.Errorf("%w: %w", ErrClosed, cause))
 	}
 	s.mu.Unlock()
+	s.closeConn()
+}
+
+// closeConn closes the connection, and the watcher's duplicate of it.
+func (s *Session) closeConn() {
 	_ = s.conn.Close()
+	if s.wfd != nil {
+		s.wfd.close()
+	}
 }
 
 // send queues r and writes sql to the server as a Query message. It returns
@@ -190,6 +207,13 @@ func (s *Session) sendStmt(r *request, st *Stmt, sql string, args [][]byte) erro
 	s.sent++
 	r.seq = s.sent
 	s.queue.push(r)
+	if r.reads && s.role == roleFree {
+		// Nobody reads: the caller will read its answer itself (see
+		// Session.await). Taken here, with the query queued, the role
+		// cannot go to the watcher for the answer meanwhile.
+		s.role = roleCaller
+		r.reader = true
+	}
 	if s.flushing {
 		s.mu.Unlock()
 		return nil
@@ -367,8 +391,6 @@ func (s *Session) setParameter(name, value string) {
 	s.params.Store(&m)
 }
 
-// isTimeout reports whether err is a read or write deadline passing.
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
+// isTimeout reports whether err is a read or write deadline passing (not
+// the kernel's ETIMEDOUT, which ends the connection).
+func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }

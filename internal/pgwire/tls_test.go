@@ -34,6 +34,11 @@ func TestTLS(t *testing.T) {
 	if got := do(t, probing, "select 'over tls'"); got[0] != "over tls" {
 		t.Fatalf("Do after keepalive probes = %q", got)
 	}
+	// TLS buffers what it decrypts, out of the kernel's sight: the watcher
+	// reads every answer and hands it over.
+	if pgwire.ReadsOwn(probing) || pgwire.OwnReads(probing) != 0 {
+		t.Errorf("over TLS, callers read %d answers themselves; want 0, all handed over", pgwire.OwnReads(probing))
+	}
 
 	// Without keepalive, which would end a session silent in a lock wait.
 	s := connect(t, cfg, pgwire.Options{})
