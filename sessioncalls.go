@@ -238,8 +238,14 @@ func (l *Lock) unlockOn(ctx context.Context, op string) error {
 	if err != nil {
 		return m.errorf(op, ErrLockLost, err)
 	}
-	// With ctx done already, the unlock is sent all the same: the lock is
-	// released, and late sees the answer.
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		// The unlock is sent all the same: the lock is released, and its
+		// answer goes to late, or is checked here if it is in already.
+		if res, err := call.Await(ctx); err == nil {
+			refused(res, nil)
+		}
+		return m.errorf(op, ctxErr)
+	}
 	res, err := call.Await(ctx)
 	switch {
 	case err != nil && errors.Is(err, pgwire.ErrClosed):

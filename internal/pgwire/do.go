@@ -72,19 +72,20 @@ func (s *Session) DoOr(ctx context.Context, sql string, late func(Result, error)
 // such as a lock wait without lock_timeout: while it is the oldest query
 // pending, the keepalive neither probes nor ends the session for the
 // server's silence. Send nothing else on the session meanwhile; use Cancel
-// to end the statement early. The watcher reads its answer and hands it
-// over, so that a long wait does not keep the read role from the watcher.
+// to end the statement early. Like Do, it reads its answer itself if nobody
+// else reads, so that a grant reaches the caller with no hand-off.
 func (s *Session) Wait(ctx context.Context, sql string) (Result, error) {
 	if err := ctx.Err(); err != nil {
 		return Result{}, notSent(err)
 	}
 	r := newRequest()
 	r.patient = true
+	r.reads = true
 	if err := s.send(r, sql); err != nil {
 		putRequest(r)
 		return Result{}, err
 	}
-	return r.await(ctx) // the watcher reads: see Session.await
+	return s.await(ctx, r)
 }
 
 // A Stmt is a statement prepared on each session that runs it, once, with

@@ -158,3 +158,39 @@ func TestConnect_slowWriteKeepsAnswers(t *testing.T) {
 		}
 	}
 }
+
+// A lock wait's caller reads the grant itself, so that a hand-off reaches it
+// with no goroutine in between; meanwhile a query sent with Send on another
+// session is answered by the watcher, and the session notices its end after
+// the wait.
+func TestWait_readsOwnGrant(t *testing.T) {
+	t.Parallel()
+	dsn, cfg := testDB(t)
+	s := connect(t, cfg, pgwire.Options{})
+	other := otherConn(t, dsn)
+	exec(t, other, "select pg_catalog.pg_advisory_lock(15,15)")
+	granted := make(chan answer, 1)
+	go func() {
+		res, err := s.Wait(t.Context(), "select 'granted' from pg_catalog.pg_advisory_lock(15,15)")
+		granted <- answer{res, err}
+	}()
+	awaitWaiting(t, other, s.PID())
+	own := pgwire.OwnReads(s)
+	exec(t, other, "select pg_catalog.pg_advisory_unlock(15,15)")
+	if a := receive(t, granted); a.err != nil || a.res.Err != nil || len(a.res.Rows) != 1 {
+		t.Fatalf("Wait = %v, %v, %v; want the grant", values(a.res), a.err, a.res.Err)
+	}
+	if got := pgwire.OwnReads(s) - own; got != 1 {
+		t.Errorf("the grant was read by its caller %d times; want 1", got)
+	}
+	// A query the watcher answers, right after the caller read.
+	sent := make(chan answer, 1)
+	if err := s.Send("select 'sent'", func(res pgwire.Result, err error) { sent <- answer{res, err} }); err != nil {
+		t.Fatal(err)
+	}
+	if a := receive(t, sent); a.err != nil || len(a.res.Rows) != 1 || string(a.res.Rows[0][0]) != "sent" {
+		t.Fatalf("Send's answer: %v, %v", values(a.res), a.err)
+	}
+	exec(t, other, "select pg_catalog.pg_terminate_backend($1)", int64(s.PID()))
+	awaitClosed(t, s)
+}

@@ -192,7 +192,12 @@ func (s *Session) release() {
 	s.mu.Lock()
 	if s.err == nil && s.queue.len() == 0 && s.rd.buffered() == 0 {
 		s.role = roleFree
+		long := s.aside > minStepAside
 		s.mu.Unlock()
+		if long {
+			// The watcher sleeps long: let it watch the socket now.
+			s.nudge()
+		}
 		return
 	}
 	s.role = roleWatcher
@@ -232,13 +237,32 @@ func (s *Session) watch() {
 	}
 }
 
-// stepAside is how long the watcher leaves the socket to a caller that
-// reads before it looks at the read role again (unless handed it sooner):
+// The watcher leaves the socket to a caller that reads, and looks at the
+// read role again after minStepAside (unless handed the role sooner):
 // waiting on the socket meanwhile would wake it, and a thread for it, with
-// every answer the caller reads. So bytes that arrive after a caller gave
-// the role up, with nothing pending, such as the FATAL error of a backend
-// terminated at that moment, are read within this time.
-const stepAside = 10 * time.Millisecond
+// every answer the caller reads. So bytes that arrive after a short read
+// gave the role up, with nothing pending, such as the FATAL error of a
+// backend terminated at that moment, are read within minStepAside. While one
+// caller keeps reading (a lock wait), the interval doubles up to
+// maxStepAside, and that caller wakes the watcher when it gives the role up;
+// so does a query queued for the watcher to answer (Send) while it sleeps.
+const (
+	minStepAside = 10 * time.Millisecond
+	maxStepAside = time.Second
+)
+
+// stepAside returns how long the watcher leaves the socket to the caller
+// that reads now, and records it in s.aside.
+func (s *Session) stepAside() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.aside == 0 || s.asideFor != s.readerSeq {
+		s.aside, s.asideFor = minStepAside, s.readerSeq
+	} else {
+		s.aside = min(2*s.aside, maxStepAside)
+	}
+	return s.aside
+}
 
 // watchFD is the watcher of a session with a watchFD. It returns once the
 // session has ended and no caller reads.
@@ -296,6 +320,9 @@ func (s *Session) watchFD() {
 		}
 		s.mu.Lock()
 		role, ended := s.role, s.err != nil
+		if role != roleCaller {
+			s.aside = 0
+		}
 		s.mu.Unlock()
 		switch {
 		case ended && role == roleCaller:
@@ -310,7 +337,7 @@ func (s *Session) watchFD() {
 			}
 			continue
 		case role == roleCaller:
-			d := stepAside
+			d := s.stepAside()
 			if k > 0 {
 				d = min(d, time.Until(due))
 			}

@@ -65,16 +65,19 @@ type Session struct {
 
 	cur *request // the query whose answer is being read; the read role's holder's
 
-	mu       sync.Mutex
-	err      error           // why the session ended; nil while it lives; guarded by mu
-	queue    queue           // queries written or being written, not yet answered, in wire order; guarded by mu
-	sent     uint64          // queries queued so far, numbering them (request.seq); guarded by mu
-	out      []byte          // encoded queries not yet handed to the socket; guarded by mu
-	flushing bool            // a goroutine is writing to the socket (the flusher); guarded by mu
-	spare    []byte          // the flusher's buffer, swapped with out; guarded by mu
-	stats    counters        // guarded by mu
-	prepared map[string]bool // statements parsed, or being parsed, on the session, by name; guarded by mu
-	role     int             // who reads: roleFree, roleCaller or roleWatcher; guarded by mu
+	mu        sync.Mutex
+	err       error           // why the session ended; nil while it lives; guarded by mu
+	queue     queue           // queries written or being written, not yet answered, in wire order; guarded by mu
+	sent      uint64          // queries queued so far, numbering them (request.seq); guarded by mu
+	out       []byte          // encoded queries not yet handed to the socket; guarded by mu
+	flushing  bool            // a goroutine is writing to the socket (the flusher); guarded by mu
+	spare     []byte          // the flusher's buffer, swapped with out; guarded by mu
+	stats     counters        // guarded by mu
+	prepared  map[string]bool // statements parsed, or being parsed, on the session, by name; guarded by mu
+	role      int             // who reads: roleFree, roleCaller or roleWatcher; guarded by mu
+	readerSeq uint64          // the seq of the query whose caller took the role last; guarded by mu
+	aside     time.Duration   // how long the watcher sleeps, stepped aside; 0 if it does not; guarded by mu
+	asideFor  uint64          // the readerSeq aside was chosen for; guarded by mu
 }
 
 // counters are figures for tests.
@@ -207,12 +210,17 @@ func (s *Session) sendStmt(r *request, st *Stmt, sql string, args [][]byte) erro
 	s.sent++
 	r.seq = s.sent
 	s.queue.push(r)
-	if r.reads && s.role == roleFree {
+	switch {
+	case r.reads && s.role == roleFree:
 		// Nobody reads: the caller will read its answer itself (see
 		// Session.await). Taken here, with the query queued, the role
 		// cannot go to the watcher for the answer meanwhile.
 		s.role = roleCaller
 		r.reader = true
+		s.readerSeq = r.seq
+	case !r.reads && s.role == roleFree && s.aside > 0:
+		// The watcher, which answers this query, sleeps stepped aside.
+		defer s.nudge()
 	}
 	if s.flushing {
 		s.mu.Unlock()
