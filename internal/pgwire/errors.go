@@ -11,7 +11,7 @@ var (
 
 	// ErrSilent is the cause of a Session's end when the server went silent:
 	// no byte arrived within a keepalive interval of a keepalive probe, or a
-	// write to the server made no progress for a keepalive interval. See
+	// write to the server made no progress for most of a keepalive interval. See
 	// Options.Keepalive.
 	ErrSilent = errors.New("pgwire: the server went silent")
 

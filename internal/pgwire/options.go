@@ -16,7 +16,7 @@ type Options struct {
 	// nothing for an interval (one to two for a query sent meanwhile; plus a
 	// quarter of one, spent making sure), whether a probe or a caller's query
 	// is pending, the session ends with ErrSilent; so does a write that makes
-	// no progress for an interval. Anything the server sends counts as a
+	// no progress for three quarters of an interval to one. Anything the server sends counts as a
 	// sign of life.
 	//
 	// A statement that may keep the server silent for longer, such as a lock

@@ -71,6 +71,7 @@ type Session struct {
 	sent      uint64          // queries queued so far, numbering them (request.seq); guarded by mu
 	out       []byte          // encoded queries not yet handed to the socket; guarded by mu
 	flushing  bool            // a goroutine is writing to the socket (the flusher); guarded by mu
+	writeBy   time.Time       // the socket's write deadline; the flusher's
 	spare     []byte          // the flusher's buffer, swapped with out; guarded by mu
 	stats     counters        // guarded by mu
 	prepared  map[string]bool // statements parsed, or being parsed, on the session, by name; guarded by mu
@@ -258,16 +259,23 @@ func (s *Session) flush() {
 }
 
 // write writes buf to the socket, bounded by the keepalive interval if there
-// is one.
+// is one: the write deadline lies between three quarters of an interval and
+// one ahead, renewed only when less than three quarters remain, so that most
+// writes change no timer (a timer change can wake the runtime's network
+// poller, a thread wakeup on the query's path). For the flusher.
 func (s *Session) write(buf []byte) error {
-	if s.keepalive > 0 {
-		if err := s.conn.SetWriteDeadline(time.Now().Add(s.keepalive)); err != nil {
-			return err
+	if k := s.keepalive; k > 0 {
+		now := time.Now()
+		if s.writeBy.Sub(now) < k*3/4 {
+			s.writeBy = now.Add(k)
+			if err := s.conn.SetWriteDeadline(s.writeBy); err != nil {
+				return err
+			}
 		}
 	}
 	_, err := s.conn.Write(buf)
 	if err != nil && s.keepalive > 0 && isTimeout(err) {
-		return fmt.Errorf("%w: a write made no progress for %v: %w", ErrSilent, s.keepalive, err)
+		return fmt.Errorf("%w: a write made no progress for up to %v: %w", ErrSilent, s.keepalive, err)
 	}
 	return err
 }
