@@ -117,7 +117,7 @@ func newMutex(pool *pgxpool.Pool, keys []Key, opts []Option) *Mutex {
 		if sp == nil {
 			sp = pool
 		}
-		m.sessions = sessionsFor(sessionKey{pool: sp, keepalive: m.cfg.keepalive,
+		m.sessions = sessionsFor(sp, sessionKey{keepalive: m.cfg.keepalive,
 			allowPooler: m.cfg.allowPooler, max: m.cfg.maxSessions})
 	}
 	return m

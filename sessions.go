@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
 	"time"
+	"weak"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -51,30 +53,44 @@ const sessionIdle = time.Second
 const sessionOpenTimeout = 30 * time.Second
 
 // sessionKey identifies the lock sessions a Mutex uses: those of its pool,
-// probed at its keepalive interval, checked for a pooler or not.
+// probed at its keepalive interval, checked for a pooler or not. The pool is
+// held weakly, so that the sets do not keep every pool ever used alive.
 type sessionKey struct {
-	pool        *pgxpool.Pool
+	pool        weak.Pointer[pgxpool.Pool]
 	keepalive   time.Duration
 	allowPooler bool
 	max         int
 }
 
-// sessionSets holds the lock sessions of every pool, by sessionKey.
+// sessionSets holds the lock sessions of every pool in use, by sessionKey.
+// A Mutex holds its pool (and WithSessionPool's), so its set stays here, the
+// one set of its key, while it lives; once nothing holds the pool, its sets
+// leave (forgetSessions), and their idle sessions close as usual.
 var sessionSets = struct {
 	mu sync.Mutex
 	m  map[sessionKey]*sessionSet
 }{m: make(map[sessionKey]*sessionSet)}
 
-// sessionsFor returns the lock sessions for key, made on first use.
-func sessionsFor(key sessionKey) *sessionSet {
+// sessionsFor returns the lock sessions of pool for key's other settings,
+// made on first use with the pool's connection settings.
+func sessionsFor(pool *pgxpool.Pool, key sessionKey) *sessionSet {
+	key.pool = weak.Make(pool)
 	sessionSets.mu.Lock()
 	defer sessionSets.mu.Unlock()
 	set := sessionSets.m[key]
 	if set == nil {
-		set = &sessionSet{key: key}
+		set = &sessionSet{key: key, cfg: sessionConfig(&pool.Config().ConnConfig.Config, key.keepalive)}
 		sessionSets.m[key] = set
+		runtime.AddCleanup(pool, forgetSessions, key)
 	}
 	return set
+}
+
+// forgetSessions removes the set of key, whose pool is gone.
+func forgetSessions(key sessionKey) {
+	sessionSets.mu.Lock()
+	defer sessionSets.mu.Unlock()
+	delete(sessionSets.m, key)
 }
 
 // A sessionSet is the lock sessions of one sessionKey.
@@ -85,7 +101,7 @@ type sessionSet struct {
 	sessions []*lockSession  // alive, in opening order
 	opening  int             // shared sessions being opened
 	opened   chan struct{}   // closed when an opening ends; nil while none
-	cfg      *pgconn.Config  // the pool's connection settings, read once
+	cfg      *pgconn.Config  // the pool's connection settings, read when the set is made; read-only
 	holds    map[Key]holding // this process's holds and requests, by key
 	opens    int             // sessions opened so far, for the tests
 	janitor  *time.Timer     // closes idle sessions; nil while there are none
@@ -128,12 +144,7 @@ type lockSession struct {
 
 // connConfig returns the pool's connection settings, read once, with the
 // lock sessions' TCP keepalive (see sessionConfig).
-func (set *sessionSet) connConfig() *pgconn.Config {
-	if set.cfg == nil {
-		set.cfg = sessionConfig(&set.key.pool.Config().ConnConfig.Config, set.key.keepalive)
-	}
-	return set.cfg
-}
+func (set *sessionSet) connConfig() *pgconn.Config { return set.cfg }
 
 // open opens a lock session. It blocks for the connection and one round
 // trip, the pooler check (skipped with AllowPooler), whose statement also sets

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"weak"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -311,5 +312,40 @@ func TestSessions_lockTableFull(t *testing.T) {
 		if err := l.Unlock(t.Context()); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// The package keeps a pool's lock sessions while a Mutex (or anything else)
+// holds the pool, and forgets them once nothing does: a process that makes
+// and drops pools does not keep them all.
+func TestSessions_poolForgotten(t *testing.T) {
+	t.Parallel()
+	dsn := pgtest.Database(t)
+	wp := func() weak.Pointer[pgxpool.Pool] {
+		// Not pgtest.NewPool: its end-of-test check holds the pool.
+		pool, err := pgxpool.New(t.Context(), dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pool.Close()
+		l, err := advisorylock.New(pool, "forgotten").Lock(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Unlock(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		wp := weak.Make(pool)
+		if n := advisorylock.SessionSetsOf(wp); n != 1 {
+			t.Errorf("%d session sets for a pool in use; want 1", n)
+		}
+		return wp
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for advisorylock.SessionSetsOf(wp) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the session set of a pool nothing holds is still kept (pool collected: %v)", wp.Value() == nil)
+		}
+		runtime.GC() // what the loop waits for: the pool's collection
 	}
 }
