@@ -357,7 +357,8 @@ func TestLock_timeoutSettingDoesNotLeak(t *testing.T) {
 		}
 		return s
 	}
-	l, err := advisorylock.New(pool, "leak", advisorylock.WithTimeout(300*time.Millisecond)).Lock(ctx)
+	// Pinned: the session lock is taken on the pooled connection itself.
+	l, err := advisorylock.New(pool, "leak", advisorylock.WithTimeout(300*time.Millisecond), advisorylock.PinConnection()).Lock(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
