@@ -209,23 +209,12 @@ func (m *Mutex) waitOn(ctx context.Context, s *lockSession, bound time.Duration)
 // holds drop, so a request routed to the session after it runs after it.
 func (l *Lock) unlockOn(ctx context.Context, op string) error {
 	s, m := l.sess, l.m
-	// refused reports an answer saying the session did not hold what this
-	// process believed it held: nothing it carries can be vouched for, and
-	// it is ended.
-	refused := func(res pgwire.Result, err error) bool {
-		if err == nil && (res.Err != nil || res.Tag != "SELECT 1") {
-			s.fail()
-			return true
-		}
-		return false
-	}
-	late := func(res pgwire.Result, err error) { refused(res, err) }
 	var call pgwire.Call
 	var err error
 	if m.cfg.allowPooler {
-		call, err = s.w.Start(nil, m.sql.unlockLit(), late)
+		call, err = s.w.Start(nil, m.sql.unlockLit(), s.checkUnlock)
 	} else {
-		call, err = s.w.Start(m.sql.unlockStmt, "", late, m.sql.keyText...)
+		call, err = s.w.Start(m.sql.unlockStmt, "", s.checkUnlock, m.sql.keyText...)
 	}
 	set := s.set
 	set.mu.Lock()
@@ -240,9 +229,9 @@ func (l *Lock) unlockOn(ctx context.Context, op string) error {
 	}
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		// The unlock is sent all the same: the lock is released, and its
-		// answer goes to late, or is checked here if it is in already.
+		// answer goes to checkUnlock, here if it is in already.
 		if res, err := call.Await(ctx); err == nil {
-			refused(res, nil)
+			s.checkUnlock(res, nil)
 		}
 		return m.errorf(op, ctxErr)
 	}
@@ -251,14 +240,27 @@ func (l *Lock) unlockOn(ctx context.Context, op string) error {
 	case err != nil && errors.Is(err, pgwire.ErrClosed):
 		return m.errorf(op, ErrLockLost, err)
 	case err != nil:
-		// The unlock is on its way; a bad answer ends the session.
+		// The unlock is on its way; checkUnlock sees its answer.
 		return m.errorf(op, err)
-	case !refused(res, nil):
+	case !unlockRefused(res):
 		return nil
-	case res.Err != nil:
+	}
+	s.fail()
+	if res.Err != nil {
 		return m.errorf(op, ErrLockLost, res.Err)
-	default:
-		return m.errorf(op, ErrLockLost, errUnlockFalse)
+	}
+	return m.errorf(op, ErrLockLost, errUnlockFalse)
+}
+
+// unlockRefused reports whether an unlock's answer says that the session did
+// not hold what this process believed it held.
+func unlockRefused(res pgwire.Result) bool { return res.Err != nil || res.Tag != "SELECT 1" }
+
+// checkUnlock ends the session when an unlock its caller did not wait for
+// was refused: nothing it carries can be vouched for.
+func (s *lockSession) checkUnlock(res pgwire.Result, err error) {
+	if err == nil && unlockRefused(res) {
+		s.fail()
 	}
 }
 

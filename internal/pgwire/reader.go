@@ -57,13 +57,10 @@ const (
 // which answers them in order and wakes their callers, as it does for every
 // query of a TLS session, whose buffered bytes the kernel cannot see.
 //
-// The keepalive uses the watchFD's deadline (the socket's read deadline
-// without one): armed for a keepalive interval, and when it passes the
-// watcher looks at whether any message arrived meanwhile, whoever read it.
-// So a busy session pays one wakeup per interval and nothing per message,
-// and silence is noticed after between one and two intervals (plus a
-// quarter of one, spent looking again). The socket's own read deadline is
-// used only to end a caller's read when its context ends.
+// The watcher runs the keepalive (keepaliveClock) on the watchFD's deadline,
+// on its step aside's timer, or on the socket's read deadline while it reads
+// (always, without a watchFD). A caller's read has no deadline of its own:
+// a past one ends it when its context ends (kick).
 
 // handle processes msg, read by the holder of the read role. It returns a
 // non-nil error to end the session.
@@ -225,7 +222,7 @@ func (s *Session) watch() {
 	if s.wfd == nil {
 		s.readAlways()
 	} else {
-		s.watchFD()
+		s.watchSocket()
 	}
 	pending, err := s.drain()
 	for _, r := range pending {
@@ -264,40 +261,16 @@ func (s *Session) stepAside() time.Duration {
 	return s.aside
 }
 
-// watchFD is the watcher of a session with a watchFD. It returns once the
-// session has ended and no caller reads.
-func (s *Session) watchFD() {
+// watchSocket is the watcher of a session with a watchFD. It returns once
+// the session has ended and no caller reads.
+func (s *Session) watchSocket() {
 	var (
-		k           = s.keepalive
-		due         time.Time // when the keepalive looks next; zero without keepalive
-		seen, armed uint64    // messages received; and how many when due was last set
-		since       uint64    // queries queued when due was last set
-		checked     bool      // the socket was looked at again after due passed
-		timer       = time.NewTimer(time.Hour)
+		k     = s.keepalive
+		clock = s.newKeepaliveClock()
+		timer = time.NewTimer(time.Hour)
 	)
 	timer.Stop()
 	defer timer.Stop()
-	if k > 0 {
-		since, due = s.queued(), time.Now().Add(k)
-	}
-	// look is the keepalive's look, once due has passed.
-	look := func() error {
-		if seen = s.seen.Load(); seen == armed && !checked && !s.wfd.readable() {
-			// The holder of the read role may have run late: look again,
-			// briefly, before judging.
-			checked = true
-			due = time.Now().Add(k / 4)
-			return nil
-		}
-		if seen == armed && !s.wfd.readable() {
-			if cause := s.silent(since); cause != nil {
-				return cause
-			}
-		}
-		checked = false
-		armed, since, due = seen, s.queued(), time.Now().Add(k)
-		return nil
-	}
 	accept := func(readable func() bool) bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
@@ -313,8 +286,8 @@ func (s *Session) watchFD() {
 		return false
 	}
 	for {
-		if k > 0 && !time.Now().Before(due) {
-			if cause := look(); cause != nil {
+		if k > 0 && !time.Now().Before(clock.due) {
+			if cause := clock.look(s, s.wfd.readable); cause != nil {
 				s.fail(cause)
 			}
 		}
@@ -332,14 +305,14 @@ func (s *Session) watchFD() {
 		case ended:
 			return
 		case role == roleWatcher:
-			if err := s.readQueued(due); err != nil && err != errLookDue {
+			if err := s.readQueued(clock.due); err != nil && err != errLookDue {
 				s.fail(err)
 			}
 			continue
 		case role == roleCaller:
 			d := s.stepAside()
 			if k > 0 {
-				d = min(d, time.Until(due))
+				d = min(d, time.Until(clock.due))
 			}
 			timer.Reset(d)
 			select {
@@ -349,7 +322,7 @@ func (s *Session) watchFD() {
 			}
 			continue
 		}
-		if err := s.wfd.setDeadline(due); err != nil {
+		if err := s.wfd.setDeadline(clock.due); err != nil {
 			s.fail(err)
 			continue
 		}
@@ -404,49 +377,77 @@ func (s *Session) readQueued(due time.Time) error {
 
 // readAlways is the watcher of a session without a watchFD: it always holds
 // the read role, blocked reading the socket, so a server that ends the
-// session is noticed at once. It returns once the session has ended.
+// session is noticed at once. The keepalive uses the socket's read deadline.
+// It returns once the session has ended.
 func (s *Session) readAlways() {
-	var (
-		seen, armed uint64 // messages received; and how many when the deadline was last armed
-		since       uint64 // queries queued when the deadline was last armed
-		checked     bool   // the socket was looked at again after the deadline passed
-		cause       error
-		k           = s.keepalive
-	)
-	if k > 0 {
-		since = s.queued()
-		cause = s.conn.SetReadDeadline(time.Now().Add(k))
-	}
+	clock := s.newKeepaliveClock()
+	cause := s.conn.SetReadDeadline(clock.due)
 	for cause == nil {
 		msg, err := s.rd.next()
 		if err != nil {
-			if k <= 0 || !errors.Is(err, os.ErrDeadlineExceeded) || s.dead.Load() {
+			if clock.k <= 0 || !errors.Is(err, os.ErrDeadlineExceeded) || s.dead.Load() {
 				cause = err
 				break
 			}
-			seen = s.seen.Load()
-			if seen == armed && !checked {
-				// A read whose deadline has passed fails without looking
-				// at the socket, so bytes may be waiting there if this
-				// goroutine ran late: look again, briefly, before judging.
-				checked = true
-				cause = s.conn.SetReadDeadline(time.Now().Add(k / 4))
-				continue
+			// A read whose deadline has passed fails without looking at
+			// the socket, and unread bytes cannot be seen from here: the
+			// clock looks again, briefly, before judging.
+			if cause = clock.look(s, unseen); cause == nil {
+				cause = s.conn.SetReadDeadline(clock.due)
 			}
-			if seen == armed {
-				if cause = s.silent(since); cause != nil {
-					break
-				}
-			}
-			checked = false
-			armed, since = seen, s.queued()
-			cause = s.conn.SetReadDeadline(time.Now().Add(k))
 			continue
 		}
 		cause = s.handle(msg)
 	}
 	s.fail(cause)
 }
+
+// A keepaliveClock is the keepalive's schedule and what it saw (see
+// Options.Keepalive): once due has passed it looks at whether a message
+// arrived since its last full interval began, whoever read it. If one did,
+// the next interval begins; if none did, it looks again a quarter of an
+// interval later, since the reader may have run late, and then asks silent,
+// which probes an idle session or judges a silent one. So a busy session
+// pays one wakeup per interval and nothing per message, and silence is
+// noticed after between one and two intervals (plus the quarter).
+type keepaliveClock struct {
+	k       time.Duration
+	due     time.Time // when it looks next; zero without keepalive
+	armed   uint64    // messages received when the interval began
+	since   uint64    // queries queued when the interval began
+	checked bool      // due is the quarter interval of the second look
+}
+
+func (s *Session) newKeepaliveClock() keepaliveClock {
+	c := keepaliveClock{k: s.keepalive}
+	if c.k > 0 {
+		c.since, c.due = s.queued(), time.Now().Add(c.k)
+	}
+	return c
+}
+
+// look is the keepalive's look, once due has passed; readable reports
+// whether bytes wait on the socket, unread. It returns the cause to end the
+// session, or nil with due set to the next look.
+func (c *keepaliveClock) look(s *Session, readable func() bool) error {
+	seen := s.seen.Load()
+	if seen == c.armed && !c.checked && !readable() {
+		c.checked = true
+		c.due = time.Now().Add(c.k / 4)
+		return nil
+	}
+	if seen == c.armed && !readable() {
+		if cause := s.silent(c.since); cause != nil {
+			return cause
+		}
+	}
+	c.checked = false
+	c.armed, c.since, c.due = seen, s.queued(), time.Now().Add(c.k)
+	return nil
+}
+
+// unseen is the readable of a socket whose unread bytes cannot be seen.
+func unseen() bool { return false }
 
 // isFatal reports whether the server ends the session after err.
 func isFatal(err *pgconn.PgError) bool {
