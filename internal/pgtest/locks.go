@@ -59,9 +59,20 @@ func AssertPoolClean(t testing.TB, pool *pgxpool.Pool) {
 	}
 	for _, c := range pool.AcquireAllIdle(ctx) {
 		var n int
-		if err := c.QueryRow(ctx, "select count(*) from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()").Scan(&n); err != nil {
+		err := c.QueryRow(ctx, "select count(*) from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()").Scan(&n)
+		switch {
+		case err != nil && c.Conn().IsClosed():
+			// An idle connection whose session ended (a fault of a chaos
+			// run, say) holds nothing: the server released what the
+			// session held when it ended.
+			// Taken from the pool at once: released, it would count as
+			// acquired until pgxpool destroyed it in the background.
+			t.Logf("an idle pooled connection had ended: %v", err)
+			_ = c.Hijack().Close(context.Background())
+			continue
+		case err != nil:
 			t.Errorf("checking a pooled connection: %v", err)
-		} else if n != 0 {
+		case n != 0:
 			t.Errorf("a pooled connection holds %d advisory locks; want 0", n)
 		}
 		c.Release()
